@@ -1,0 +1,47 @@
+"""Shared denoiser definitions: the DDPM U-Net baseline, the continuous U-Net and its ablations.
+
+    >>> import models
+    >>> models.available()[:2]
+    ['unet', 'cunet']
+    >>> net = models.build("cunet", num_filters=8, channels=1)
+
+Every model is called as `model(x, t)` with x (B, C, H, W) float and t (B,) integer timesteps in
+[0, 1000); it returns a tensor shaped like x.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.config import CUNetConfig, UNetConfig
+from models.errors import ModelInputError
+from models.registry import PRESETS, available, build, build_from_config, preset_config
+
+
+def last_nfe(model: nn.Module) -> dict[str, int]:
+    """ODE-function evaluations of the model's last forward, per block and under "total".
+
+    Empty for discrete models. Unwraps DDP/EMA wrappers that keep the network in `.module`.
+    """
+    inner = getattr(model, "module", model)
+    report = getattr(inner, "last_nfe", None)
+    return dict(report()) if callable(report) else {}
+
+
+def is_continuous(model: nn.Module) -> bool:
+    """True for neural-ODE denoisers (those that report NFE)."""
+    return bool(getattr(getattr(model, "module", model), "is_continuous", False))
+
+
+__all__ = [
+    "PRESETS",
+    "CUNetConfig",
+    "ModelInputError",
+    "UNetConfig",
+    "available",
+    "build",
+    "build_from_config",
+    "is_continuous",
+    "last_nfe",
+    "preset_config",
+]

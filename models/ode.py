@@ -1,0 +1,92 @@
+"""Neural-ODE pieces of the continuous U-Net: the ODE function (the derivative) and the block that
+integrates it from s=0 to s=1 with torchdiffeq, counting function evaluations (NFE)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from models.config import FIXED_GRID_SOLVERS, CUNetConfig
+from models.layers import film
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """'instance': InstanceNorm2d without parameters; 'group': GroupNorm(8, affine)."""
+    if kind == "group":
+        return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+    return nn.InstanceNorm2d(channels)
+
+
+class ODEFunction(nn.Module):
+    """dz/ds = f(z): norm -> conv3x3 -> softplus -> norm -> [FiLM] -> conv -> softplus [+ z].
+
+    With `residual` the second conv is 3x3 and z is added (released cU-Net); without it the second
+    conv is 1x1 and nothing is added (the wo/R variant). With `film_dim` the function is
+    conditioned on the diffusion time through FiLM after the second norm; the conditioning vector
+    is set with `condition` before integrating, because the solver only passes (s, z).
+    """
+
+    def __init__(self, channels: int, *, residual: bool, norm: str, film_dim: int | None) -> None:
+        super().__init__()
+        self.residual = residual
+        self.norm1 = make_norm(norm, channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = make_norm(norm, channels)
+        kernel = 3 if residual else 1
+        self.conv2 = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+        self.film = (
+            nn.Sequential(nn.SiLU(), nn.Linear(film_dim, 2 * channels)) if film_dim else None
+        )
+        self.condition: torch.Tensor | None = None
+        self.evaluations = 0
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.evaluations += 1
+        h = F.softplus(self.conv1(self.norm1(z)))
+        h = self.norm2(h)
+        if self.film is not None:
+            if self.condition is None:
+                raise RuntimeError("ODEFunction with FiLM was called without a time condition")
+            h = film(h, self.film(self.condition))
+        h = F.softplus(self.conv2(h))
+        return h + z if self.residual else h
+
+
+class ODEBlock(nn.Module):
+    """Integrates an ODEFunction from s=0 to s=1 and returns the state at s=1.
+
+    Fixed-grid solvers step on an explicit grid of `solver_steps` equal steps (one rk4 step = 4
+    evaluations); dopri5 adapts its steps to rtol/atol. `last_nfe` holds the evaluations of the
+    last forward only (backward evaluations of the adjoint are not counted).
+    """
+
+    def __init__(self, func: ODEFunction, config: CUNetConfig) -> None:
+        super().__init__()
+        self.func = func
+        self.solver = config.solver
+        self.solver_steps = config.solver_steps
+        self.rtol, self.atol = config.rtol, config.atol
+        self.adjoint = config.adjoint
+        self.last_nfe = 0
+
+    def _grid(self, like: torch.Tensor) -> torch.Tensor:
+        steps = self.solver_steps if self.solver in FIXED_GRID_SOLVERS else 1
+        return torch.linspace(0.0, 1.0, steps + 1, device=like.device, dtype=torch.float32)
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        self.func.condition = condition
+        start = self.func.evaluations
+        grid = self._grid(z)
+        kwargs: dict = {"method": self.solver}
+        if self.solver not in FIXED_GRID_SOLVERS:
+            kwargs.update(rtol=self.rtol, atol=self.atol)
+        # The condition stays set after the call: the adjoint's backward pass evaluates f again.
+        if self.adjoint:
+            params = tuple(p for p in self.func.parameters() if p.requires_grad)
+            path = odeint_adjoint(self.func, z, grid, adjoint_params=params, **kwargs)
+        else:
+            path = odeint(self.func, z, grid, **kwargs)
+        self.last_nfe = self.func.evaluations - start
+        return path[-1]

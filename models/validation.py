@@ -1,0 +1,49 @@
+"""Input checks shared by every denoiser, so that bad input fails with one clear line instead of
+a shape mismatch deep inside torch."""
+
+from __future__ import annotations
+
+import torch
+
+from models.errors import ModelInputError
+
+
+def check_denoiser_inputs(
+    name: str,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    in_channels: int,
+    multiple: int,
+    num_timesteps: int,
+) -> None:
+    """Validate `model(x, t)` arguments.
+
+    The range of `t` is checked only for CPU tensors: on CUDA reading values would force a device
+    synchronisation on every call and distort latency measurements.
+    """
+    if x.dim() != 4:
+        raise ModelInputError(f"{name}: x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    batch, channels, height, width = x.shape
+    if channels != in_channels:
+        raise ModelInputError(
+            f"{name}: x has {channels} channels but the model takes {in_channels}; "
+            f"build it with in_channels={channels} (and out_channels)"
+        )
+    if height % multiple or width % multiple or height == 0 or width == 0:
+        raise ModelInputError(
+            f"{name}: resolution {height}x{width} is not a multiple of {multiple}, which its "
+            f"down-sampling needs; use e.g. {max(multiple, height // multiple * multiple)}"
+        )
+    if t.dim() != 1 or t.shape[0] != batch:
+        raise ModelInputError(
+            f"{name}: t must have shape ({batch},) (one timestep per image), got {tuple(t.shape)}"
+        )
+    if t.is_floating_point() or t.is_complex():
+        raise ModelInputError(f"{name}: t must hold integer timesteps, got dtype {t.dtype}")
+    if t.device.type == "cpu" and t.numel() and not torch.jit.is_tracing():
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high >= num_timesteps:
+            raise ModelInputError(
+                f"{name}: timesteps must lie in [0, {num_timesteps}), got values in [{low}, {high}]"
+            )
