@@ -282,3 +282,26 @@ def test_remeasured_cell_uses_the_last_row(tmp_path: Path) -> None:
     rows = [row("unet", "params", 1000, "count"), row("unet", "params", 2000, "count")]
     results = write_run(tmp_path, rows)
     assert figure4_data(load_results(results)).set_index("model").loc["unet", "params"] == 2000
+
+
+def test_each_device_gets_one_table1_section_and_its_own_peak(tmp_path: Path) -> None:
+    rows = [row("unet", "sample_time_s", 0.9, "s", stat="median", steps=30, **AT_64),
+            row("cunet", "sample_time_s", 0.3, "s", stat="median", steps=5, **AT_64)]
+    for model, seconds, steps, threads in (("unet", 0.2, 30, 1), ("cunet", 0.05, 5, 4)):
+        # On CUDA the thread count is recorded but does not split the section.
+        rows.append(row(model, "sample_time_s", seconds, "s", stat="median", steps=steps, device="cuda",
+                        threads=threads, **AT_64))
+    rows += [row("unet", "flops_torch", 8e9, "FLOPs", **AT_64),
+             row("unet", "latency_ms", 4.0, "ms", stat="median", **AT_64),
+             row("unet", "latency_ms", 2.0, "ms", stat="median", device="cuda", **AT_64),
+             row("machine", "peak_gflops", 100.0, "GFLOP/s", device="cpu")]
+    results = load_results(write_run(tmp_path, rows))
+    data = table1_time_data(results)
+    assert list(data["device"]) == ["cpu"] * 3 + ["cuda"] * 3
+    mnist = data[data["dataset"] == "MNIST"].set_index("device")
+    assert mnist.loc["cpu", "ratio_ours"] == pytest.approx(0.3 / 0.9)
+    assert mnist.loc["cuda", "ratio_ours"] == pytest.approx(0.05 / 0.2)
+    achieved = achieved_data(results).set_index("device")
+    assert achieved.loc["cpu", "fraction_of_peak"] == pytest.approx(8e9 / 4e-3 / 1e9 / 100.0)
+    assert achieved.loc["cuda", "achieved_gflops"] == pytest.approx(8e9 / 2e-3 / 1e9)
+    assert math.isnan(achieved.loc["cuda", "fraction_of_peak"])  # no CUDA peak: not the CPU's

@@ -3,7 +3,7 @@ measured matmul peak. One panel per device (and CPU thread count, and dtype when
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,12 +134,17 @@ def _grid(count: int, title: str) -> tuple[Figure, list[Axes]]:
     return figure, axes
 
 
-def _log_axis(axis: Axis) -> None:
-    """Log scale with plain numbers on the decades and unlabelled minor ticks."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+def _log_axis(axis: Axis, values: Iterable[float]) -> None:
+    """Log scale with plain numbers at 1, 2 and 5 per decade; minor ticks are labelled too when
+    the data spans less than a factor 5 (else no major tick might fall inside the axis)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(NullFormatter())
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    present = [v for v in values if is_number(v) and v > 0]
+    narrow = bool(present) and max(present) / min(present) < 5
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain if narrow else NullFormatter())
 
 
 def _not_measured(ax: Axes, what: str) -> None:
@@ -162,11 +167,13 @@ def _latency_figure(data: pd.DataFrame, failed: pd.DataFrame, x: str, title: str
             upper = (line["p90_ms"] - line["median_ms"]).clip(lower=0).fillna(0)
             ax.errorbar(line[x], line["median_ms"], yerr=[[0] * len(line), list(upper)], marker="o",
                         markersize=4, capsize=3, label=model)
-        _mark_failed(ax, failed, key, x)
+        failed_x = _mark_failed(ax, failed, key, x)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        _log_axis(ax.yaxis)
-        ax.set_xticks(sorted(panel[x].unique()), [f"{int(v)}" for v in sorted(panel[x].unique())])
+        _log_axis(ax.yaxis, pd.concat([panel["median_ms"], panel["p90_ms"]]))
+        ticks = sorted(set(panel[x]) | failed_x)
+        ax.set_xticks(ticks, [f"{int(v)}" for v in ticks])
+        ax.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("latency per denoiser call (ms, median; bar to p90)")
         ax.set_title(_title(key, several_dtypes))
@@ -175,15 +182,22 @@ def _latency_figure(data: pd.DataFrame, failed: pd.DataFrame, x: str, title: str
     return figure
 
 
-def _mark_failed(ax: Axes, failed: pd.DataFrame, key: Sequence[object], x: str) -> None:
-    """An 'x' at the top of the panel where a cell failed (say, out of memory at a large batch)."""
+def _mark_failed(ax: Axes, failed: pd.DataFrame, key: Sequence[object], x: str) -> set[float]:
+    """An 'x' at the top of the panel where a cell failed (say, out of memory at a large batch),
+    with the failed models named; returns the x values marked."""
     device, threads, dtype = key
     rows = failed[(failed["device"] == device) & (failed["dtype"] == dtype)]
     rows = rows[rows["threads"].isna()] if not is_number(threads) else rows[rows["threads"] == threads]
+    rows = rows[rows[x].notna()]
     if rows.empty:
-        return
-    ax.scatter(rows[x], [0.97] * len(rows), marker="x", color="black", transform=ax.get_xaxis_transform(),
+        return set()
+    top = ax.get_xaxis_transform()
+    ax.scatter(rows[x], [0.96] * len(rows), marker="x", color="black", transform=top,
                label="failed cell", zorder=4)
+    for value, group in rows.groupby(x):
+        ax.annotate("failed:\n" + "\n".join(ordered_models(group["model"])), (value, 0.93),
+                    xycoords=top, ha="center", va="top", fontsize=6)
+    return set(rows[x])
 
 
 def draw_latency_vs_batch(latency: pd.DataFrame, failed: pd.DataFrame) -> Figure:
@@ -222,7 +236,7 @@ def draw_achieved(achieved: pd.DataFrame) -> Figure:
         ax.set_xlabel("batch size")
         title = _title(key, several_dtypes)
         ax.set_yscale("log")
-        _log_axis(ax.yaxis)
+        _log_axis(ax.yaxis, panel["fraction_of_peak"] * 100 if relative else panel["achieved_gflops"])
         if relative:
             ax.set_ylabel("achieved / measured fp32 matmul peak (%)")
             title += f" (peak {peak.iloc[0]:,.0f} GFLOP/s)"

@@ -38,12 +38,13 @@ def _sections(results: Results) -> list[tuple[str, float]]:
     """(device, threads) pairs with sample-time rows; CPU first (the paper's device). Threads are
     NaN on CUDA, where they do not change the timing."""
     rows = results.ok[results.ok["metric"] == METRIC]
-    keys: set[tuple[str, float]] = set()
+    keys: set[tuple[str, float | None]] = set()  # None, not NaN: NaN != NaN would split a set
     for device, threads in zip(rows["device"], rows["threads"], strict=True):
-        keys.add((device, float("nan") if device != "cpu" else threads))
+        keys.add((device, float(threads) if device == "cpu" and is_number(threads) else None))
     if not keys:
         return [("cpu", float("nan"))]
-    return sorted(keys, key=lambda k: (k[0] != "cpu", k[0], k[1] if is_number(k[1]) else -1))
+    ordered = sorted(keys, key=lambda k: (k[0] != "cpu", k[0], -1.0 if k[1] is None else k[1]))
+    return [(device, float("nan") if threads is None else threads) for device, threads in ordered]
 
 
 def _timing(results: Results, model: str, steps: int, device: str, threads: float
@@ -99,7 +100,9 @@ def _ours(record: dict[str, object], model: str) -> str:
     median = record[f"{model}_median_s"]
     if not is_number(median):
         return str(record[f"{model}_status"])
-    text = f"{fmt(median, 3)} (p90 {fmt(record[f'{model}_p90_s'], 3) or '?'})"
+    text = fmt(median, 3)
+    if is_number(record[f"{model}_p90_s"]):
+        text += f" (p90 {fmt(record[f'{model}_p90_s'], 3)})"
     batch = record[f"{model}_batch_size"]
     if is_number(batch) and batch != 1:
         text += f" [batch {int(batch)}]"  # type: ignore[call-overload]
