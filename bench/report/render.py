@@ -43,7 +43,7 @@ def latex_table(headers: Sequence[str], rows: Sequence[Sequence[str]], caption: 
     """A booktabs `table` with a caption and the notes as a small paragraph under the tabular.
     Everything is escaped here; callers pass plain text."""
     spec = "l" * align_left + "r" * (len(headers) - align_left)
-    out = [r"% needs \usepackage{booktabs}",
+    out = [r"% needs \usepackage{booktabs} and \usepackage{graphicx} (for \resizebox)",
            r"\begin{table}[t]", r"\centering", r"\small",
            rf"\caption{{{tex_escape(caption)}}}", rf"\label{{{label}}}",
            r"\resizebox{\linewidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
