@@ -128,7 +128,7 @@ class ContinuousUNet(nn.Module):
         c = self.config
         check_denoiser_inputs(
             "cunet", x, t, in_channels=c.in_channels, multiple=self.multiple,
-            num_timesteps=c.num_timesteps,
+            num_timesteps=c.num_timesteps, min_size=2 * self.multiple,
         )
         embedding = self.time_table[t] if c.time_conditioning != "none" else None
         shifts = [mlp(embedding) for mlp in self.time_mlps] if self.time_mlps is not None else None

@@ -16,6 +16,7 @@ def check_denoiser_inputs(
     in_channels: int,
     multiple: int,
     num_timesteps: int,
+    min_size: int | None = None,
 ) -> None:
     """Validate `model(x, t)` arguments.
 
@@ -34,6 +35,11 @@ def check_denoiser_inputs(
         raise ModelInputError(
             f"{name}: resolution {height}x{width} is not a multiple of {multiple}, which its "
             f"down-sampling needs; use e.g. {max(multiple, height // multiple * multiple)}"
+        )
+    if min_size and (height < min_size or width < min_size):
+        raise ModelInputError(
+            f"{name}: resolution {height}x{width} is too small; it needs at least {min_size}x{min_size} "
+            f"so that its deepest level keeps more than one pixel to normalise"
         )
     if t.dim() != 1 or t.shape[0] != batch:
         raise ModelInputError(
