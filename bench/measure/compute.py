@@ -55,7 +55,14 @@ FLOP_COUNTER_NOTE = (
 )
 
 # Ops whose cost is matrix-product shaped: executing one of these without a FLOP formula is a gap.
-_HEAVY_OP = re.compile(r"mm|matmul|einsum|conv|attention|linear|(^|\.)(addmv|mv|dot|vdot)$")
+# Matched against the op's own name ("bmm" in "aten.bmm"); "bilinear" upsampling is not one.
+_HEAVY_OP = re.compile(
+    r"_*(\w*mm|matmul|einsum|linear|addmv|mv|dot|vdot|tensordot)|\w*conv(?!ert)\w*|\w*attention\w*"
+)
+
+
+def _is_heavy(op_name: str) -> bool:
+    return _HEAVY_OP.fullmatch(op_name.rsplit(".", 1)[-1]) is not None
 
 
 @dataclass(frozen=True)
@@ -259,7 +266,7 @@ def flop_counter_flops(
         if op in registry:
             continue
         name = str(op)
-        (uncounted if _HEAVY_OP.search(name) else zero_flop)[name] = n
+        (uncounted if _is_heavy(name) else zero_flop)[name] = n
     return FlopCounterCount(
         flops=int(counter.get_total_flops()),
         input_shape=_shape_of(args),
