@@ -1,0 +1,142 @@
+"""Fresh-process CPU memory probe: `python -m bench.measure._memprobe '<json>'`.
+
+Runs ONE inference call or ONE training step of a freshly built model and prints one JSON line:
+`{"ok": true, "baseline_bytes", "peak_bytes", "prior_peak_bytes", "weights_bytes"}` where
+baseline = RSS right before the model is built (interpreter, torch and the model code already
+imported), peak = the process's RSS high-water mark after the work (Linux: VmHWM, reset to the
+current RSS right before the baseline through /proc/self/clear_refs; elsewhere ru_maxrss),
+prior_peak = that high-water mark at baseline time (equal to baseline after a reset), reset =
+whether the reset worked. On failure: `{"ok": false, "kind": "usage"|"error", "message": ...}`
+and exit status 2 or 1.
+
+JSON arguments: name, overrides, shape [C, H, W], batch, mode ("inference"|"train"), threads,
+schedule, prediction, lr, and optionally factory ("package.module:callable" or
+"/path/to/file.py:callable", called with the overrides as keywords instead of
+`models.build(name, **overrides)`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import resource
+import sys
+from typing import Any
+
+
+def _high_water_bytes() -> int:
+    """Peak RSS of this process: VmHWM from /proc (Linux), else `getrusage` ru_maxrss.
+
+    ru_maxrss alone is not enough on Linux: after fork + exec it still holds the PARENT's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _reset_high_water() -> bool:
+    """Reset the peak RSS to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _builder(spec: dict[str, Any]) -> Any:
+    factory = spec.get("factory")
+    if factory:
+        module, _, attr = str(factory).rpartition(":")
+        if module.endswith(".py"):
+            loader = importlib.util.spec_from_file_location("_memprobe_factory", module)
+            if loader is None or loader.loader is None:
+                raise FileNotFoundError(f"cannot load factory file {module}")
+            namespace = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(namespace)
+            return getattr(namespace, attr)
+        return getattr(importlib.import_module(module), attr)
+    import models
+
+    build = getattr(models, "build", None)
+    if build is None:
+        raise RuntimeError("models.build does not exist yet")
+    return lambda **overrides: build(spec["name"], **overrides)
+
+
+def probe(spec: dict[str, Any]) -> dict[str, Any]:
+    """Do the measured work described by `spec`; return the byte counts (see module docstring)."""
+    build = _builder(spec)
+    import psutil
+    import torch
+
+    from bench.measure.workload import (
+        build_diffusion,
+        denoiser_inputs,
+        make_adam,
+        training_step,
+    )
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    train = spec["mode"] == "train"
+    diffusion = build_diffusion(spec["schedule"], spec["prediction"]) if train else None
+    x, t = denoiser_inputs(spec["shape"], batch=int(spec["batch"]))
+    process = psutil.Process()
+    reset = _reset_high_water()
+    prior_peak = _high_water_bytes()
+    baseline = process.memory_info().rss
+
+    model = build(**dict(spec.get("overrides") or {}))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    if train:
+        optimizer = make_adam(model, float(spec["lr"]))
+        training_step(model, diffusion, optimizer, x)
+    else:
+        model.eval()
+        with torch.inference_mode():
+            model(x, t)
+    return {
+        "ok": True,
+        "baseline_bytes": baseline,
+        "peak_bytes": _high_water_bytes(),
+        "prior_peak_bytes": prior_peak,
+        "weights_bytes": weights,
+        "reset": reset,
+    }
+
+
+def _is_usage_error(error: BaseException) -> bool:
+    """Bad input (UsageError / ModelInputError); only looks at modules already imported."""
+    kinds = [
+        getattr(sys.modules.get(module), name, None)
+        for module, name in (("bench.errors", "UsageError"), ("models.errors", "ModelInputError"))
+    ]
+    return any(isinstance(kind, type) and isinstance(error, kind) for kind in kinds)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: parse the JSON spec, run the probe, print one JSON line."""
+    try:
+        result = probe(json.loads(argv[0]))
+    except Exception as error:  # reported to the parent as one line, not a traceback
+        if _is_usage_error(error):
+            print(json.dumps({"ok": False, "kind": "usage", "message": str(error)}))
+            return 2
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        print(json.dumps({"ok": False, "kind": "error", "message": message}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

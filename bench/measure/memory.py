@@ -1,0 +1,297 @@
+"""Peak memory of ONE denoiser inference call and of ONE training step, in MiB (2**20 bytes).
+
+Three methods, each named in `MemoryPeak.method`:
+
+* "cpu-subprocess-rss" (`peak_memory_subprocess`, the CPU default): a FRESH Python process builds
+  the model with `models.build(name, **overrides)` and does the work once. peak = RSS high-water
+  mark (Linux VmHWM, reset right before the model is built) minus the RSS at that moment, i.e. weights +
+  activations + saved tensors + gradients/Adam state (train) + allocator/workspace + any memory
+  touched by first-call initialisation. A fresh process with a reset high-water mark makes the
+  peak belong to this work alone (without the reset, e.g. off Linux, `lower_bound` may be set).
+* "cuda-max-allocated" (`peak_memory_cuda`): `torch.cuda.max_memory_allocated` after
+  `reset_peak_memory_stats`, minus the bytes allocated before the model copy was moved to the
+  device: weights included, CUDA context and caching-allocator slack not.
+* "cpu-profiler-tensors" (`peak_memory_profiler`, in-process, cheap): weights (parameters +
+  buffers) plus the peak of the running sum of the CPU allocations/frees that
+  `torch.profiler.profile(profile_memory=True)` records during the work; counts tensor memory
+  only (no interpreter, allocator or library overhead).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+from bench.measure.workload import (
+    build_diffusion,
+    check_device,
+    check_positive,
+    check_shape,
+    denoiser_inputs,
+    make_adam,
+    training_step,
+)
+
+MIB = 2**20
+Mode = Literal["inference", "train"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class MemoryProbeError(RuntimeError):
+    """The memory measurement itself failed (probe crashed, timed out, or API missing)."""
+
+
+@dataclass(frozen=True)
+class MemoryPeak:
+    """Peak memory of one call (mode "inference") or one training step (mode "train").
+
+    `peak_mib` follows `method` (see the module docstring); `weights_mib` = parameters + buffers;
+    `baseline_mib` = what was subtracted (RSS or allocated bytes before the model), if any;
+    `lower_bound` = True when the process had already been higher before the work started, so the
+    reported peak may be an underestimate.
+    """
+
+    peak_mib: float
+    mode: str
+    device: str
+    method: str
+    batch: int
+    input_shape: tuple[int, int, int]
+    weights_mib: float
+    baseline_mib: float | None
+    threads: int | None
+    lower_bound: bool = False
+
+
+def peak_memory(
+    name: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
+    shape: Sequence[int] = (3, 64, 64),
+    batch: int = 1,
+    mode: Mode = "inference",
+    threads: int | None = None,
+    schedule: str = "sigmoid",
+    prediction: str = "v",
+    lr: float = 2e-4,
+    timeout_s: float = 600.0,
+) -> MemoryPeak:
+    """Peak memory of preset `name`: fresh CPU subprocess on "cpu", allocator peak on CUDA."""
+    dev = check_device(device)
+    if dev.type == "cpu":
+        return peak_memory_subprocess(
+            name, overrides=overrides, shape=shape, batch=batch, mode=mode, threads=threads,
+            schedule=schedule, prediction=prediction, lr=lr, timeout_s=timeout_s,
+        )
+    import models
+
+    model = models.build(name, **dict(overrides or {}))
+    return peak_memory_cuda(
+        model, shape=shape, batch=batch, mode=mode, device=str(dev),
+        schedule=schedule, prediction=prediction, lr=lr,
+    )
+
+
+def peak_memory_subprocess(
+    name: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+    shape: Sequence[int] = (3, 64, 64),
+    batch: int = 1,
+    mode: Mode = "inference",
+    threads: int | None = None,
+    schedule: str = "sigmoid",
+    prediction: str = "v",
+    lr: float = 2e-4,
+    timeout_s: float = 600.0,
+    factory: str | None = None,
+) -> MemoryPeak:
+    """CPU peak in a fresh process (method "cpu-subprocess-rss").
+
+    `factory` ("package.module:callable" or "/path/file.py:callable") builds the model with the
+    overrides as keywords instead of `models.build(name, **overrides)`.
+    """
+    spec = {
+        "name": name,
+        "overrides": dict(overrides or {}),
+        "shape": list(check_shape(shape)),
+        "batch": check_positive("batch", batch),
+        "mode": _check_mode(mode),
+        "threads": None if threads is None else check_positive("threads", threads),
+        "schedule": schedule,
+        "prediction": prediction,
+        "lr": float(lr),
+        "factory": factory,
+    }
+    try:
+        payload = json.dumps(spec)
+    except TypeError:
+        raise UsageError(f"model overrides must be JSON values, got {overrides!r}") from None
+    result = _run_probe(payload, timeout_s, f"{mode} of {name!r}")
+    peak = max(0, result["peak_bytes"] - result["baseline_bytes"])
+    return MemoryPeak(
+        peak_mib=peak / MIB,
+        mode=mode,
+        device="cpu",
+        method="cpu-subprocess-rss",
+        batch=batch,
+        input_shape=check_shape(shape),
+        weights_mib=result["weights_bytes"] / MIB,
+        baseline_mib=result["baseline_bytes"] / MIB,
+        threads=threads,
+        lower_bound=not result.get("reset") and result["peak_bytes"] <= result["prior_peak_bytes"],
+    )
+
+
+def _run_probe(payload: str, timeout_s: float, what: str) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    command = [sys.executable, "-m", "bench.measure._memprobe", payload]
+    try:
+        done = subprocess.run(
+            command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise MemoryProbeError(f"memory probe timed out after {timeout_s:g} s ({what})") from None
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MemoryProbeError(
+            f"memory probe failed ({what}), exit {done.returncode}: {tail}"
+        ) from None
+    if not result.get("ok"):
+        message = f"memory probe failed ({what}): {result.get('message')}"
+        raise UsageError(message) if result.get("kind") == "usage" else MemoryProbeError(message)
+    return result
+
+
+def peak_memory_cuda(
+    model: nn.Module,
+    *,
+    shape: Sequence[int] = (3, 64, 64),
+    batch: int = 1,
+    mode: Mode = "inference",
+    device: str = "cuda",
+    schedule: str = "sigmoid",
+    prediction: str = "v",
+    lr: float = 2e-4,
+    diffusion: nn.Module | None = None,
+) -> MemoryPeak:
+    """CUDA allocator peak of the work on a device copy of `model` (method "cuda-max-allocated")."""
+    dev = check_device(device)
+    if dev.type != "cuda":
+        raise UsageError(f"peak_memory_cuda needs a CUDA device, got {device!r}")
+    _check_mode(mode)
+    x, t = denoiser_inputs(shape, batch=batch, device=dev)
+    if mode == "train":
+        diffusion = build_diffusion(schedule, prediction) if diffusion is None else diffusion
+        diffusion = copy.deepcopy(diffusion).to(dev)
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    baseline = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    work = copy.deepcopy(model).to(dev)
+    _do_work(work, mode, x, t, diffusion, lr)
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev) - baseline
+    result = MemoryPeak(
+        peak_mib=peak / MIB,
+        mode=mode,
+        device=str(dev),
+        method="cuda-max-allocated",
+        batch=batch,
+        input_shape=check_shape(shape),
+        weights_mib=_weights_bytes(work) / MIB,
+        baseline_mib=baseline / MIB,
+        threads=None,
+    )
+    del work
+    torch.cuda.empty_cache()
+    return result
+
+
+def peak_memory_profiler(
+    model: nn.Module,
+    *,
+    shape: Sequence[int] = (3, 64, 64),
+    batch: int = 1,
+    mode: Mode = "inference",
+    schedule: str = "sigmoid",
+    prediction: str = "v",
+    lr: float = 2e-4,
+    diffusion: nn.Module | None = None,
+) -> MemoryPeak:
+    """In-process CPU tensor peak via the profiler's memory events (method
+    "cpu-profiler-tensors"): weights + peak running sum of allocations during the work."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _check_mode(mode)
+    x, t = denoiser_inputs(shape, batch=batch)
+    if mode == "train" and diffusion is None:
+        diffusion = build_diffusion(schedule, prediction)
+    work = copy.deepcopy(model).cpu()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        _do_work(work, mode, x, t, diffusion, lr)
+    try:
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        deltas = sorted((e.start_ns(), e.nbytes()) for e in events)
+    except AttributeError as error:
+        raise MemoryProbeError(f"this torch has no profiler memory events ({error})") from None
+    running = highest = 0
+    for _, nbytes in deltas:
+        running += nbytes
+        highest = max(highest, running)
+    weights = _weights_bytes(work)
+    return MemoryPeak(
+        peak_mib=(weights + highest) / MIB,
+        mode=mode,
+        device="cpu",
+        method="cpu-profiler-tensors",
+        batch=batch,
+        input_shape=check_shape(shape),
+        weights_mib=weights / MIB,
+        baseline_mib=None,
+        threads=torch.get_num_threads(),
+    )
+
+
+def _do_work(
+    model: nn.Module,
+    mode: str,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    diffusion: Any,
+    lr: float,
+) -> None:
+    if mode == "train":
+        optimizer = make_adam(model, lr)
+        training_step(model, diffusion, optimizer, x)
+    else:
+        model.eval()
+        with torch.inference_mode():
+            model(x, t)
+
+
+def _weights_bytes(model: nn.Module) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(p.numel() * p.element_size() for p in tensors)
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in ("inference", "train"):
+        raise UsageError(f"memory mode must be 'inference' or 'train', got {mode!r}")
+    return mode
