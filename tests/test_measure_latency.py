@@ -85,3 +85,10 @@ def test_denoiser_latency_fixes_threads_and_restores_them():
         2, (3, 8, 8), "cpu", "float32",
     )
     assert model.training  # the caller's flag is restored
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_latency_uses_events():
+    result = denoiser_latency(Net(), device="cuda", resolution=8, min_repeats=3, max_repeats=3)
+    assert result.stats.timer == "cuda-event" and result.stats.n == 3
+    assert result.stats.median_ms > 0

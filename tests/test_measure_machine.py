@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bench.measure.machine import matmul_peak
@@ -18,3 +19,9 @@ def test_matmul_peak_is_positive_and_restores_threads():
 def test_matmul_peak_calibrates_its_size():
     peak = matmul_peak("cpu", repeats=1, target_s=0.02)
     assert 128 <= peak.size <= 8192 and peak.size % 64 == 0 and peak.gflops > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matmul_peak():
+    peak = matmul_peak("cuda", repeats=2, target_s=0.05)
+    assert peak.gflops > 0 and peak.threads is None and peak.device.startswith("cuda")

@@ -98,3 +98,15 @@ def test_subprocess_probe_of_a_real_preset():
         pytest.skip("models.build does not exist yet")
     result = peak_memory("cunet-noattn-nores", device="cpu", shape=(3, 64, 64))
     assert result.peak_mib >= result.weights_mib > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_peak_includes_weights_and_grows_with_training():
+    from bench.measure.memory import peak_memory_cuda
+
+    model = StandIn(128)
+    inference = peak_memory_cuda(model, shape=(3, 16, 16))
+    train = peak_memory_cuda(model, shape=(3, 16, 16), mode="train", diffusion=StandInDiffusion())
+    assert inference.peak_mib >= inference.weights_mib > 0
+    assert train.peak_mib > inference.peak_mib + 2 * inference.weights_mib
+    assert next(model.parameters()).device.type == "cpu"  # the caller's model stays put
