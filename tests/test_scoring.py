@@ -17,6 +17,7 @@ from bench.quality.features import (
     ClassifierFeatureExtractor,
     ensure_classifier,
     resolve_inception_weights,
+    resolve_weights,
     score_label,
 )
 from bench.quality.scoring import score
@@ -74,6 +75,7 @@ def test_classifier_is_accurate_cached_and_deterministic(classifier, tmp_path):
     stamp = classifier.path.stat().st_mtime_ns
     again = ensure_classifier("digits", input_size=16, seed=0, cache_dir=classifier.path.parent)
     assert again == classifier and classifier.path.stat().st_mtime_ns == stamp  # reused
+    assert resolve_weights("digits-classifier", cache_dir=classifier.path.parent) == classifier.path
     retrained = ensure_classifier("digits", input_size=16, seed=0, cache_dir=tmp_path)
     assert retrained.accuracy == classifier.accuracy  # same seed, same network
     assert retrained.path.read_bytes() == classifier.path.read_bytes()

@@ -72,9 +72,11 @@ def resolve_inception_weights(path: str | Path | None = None) -> Path:
     Looks at `path`, then `$BENCH_INCEPTION_WEIGHTS`, then torch-fidelity's own download
     location (the torch hub checkpoint folder).
     """
-    how = (f"download {INCEPTION_WEIGHTS_URL} elsewhere and pass its path "
-           f"(--inception-weights) or set {ENV_INCEPTION_WEIGHTS}=/path/{INCEPTION_WEIGHTS_FILE}")
-    for given, origin in ((path, "given"), (os.environ.get(ENV_INCEPTION_WEIGHTS), ENV_INCEPTION_WEIGHTS)):
+    how = (f"download {INCEPTION_WEIGHTS_URL} on a connected machine, copy it here and set "
+           f"{ENV_INCEPTION_WEIGHTS}=/path/{INCEPTION_WEIGHTS_FILE} (or pass that path as the "
+           "Inception weights path)")
+    candidates = ((path, "given"), (os.environ.get(ENV_INCEPTION_WEIGHTS), ENV_INCEPTION_WEIGHTS))
+    for given, origin in candidates:
         if given is not None and str(given).strip():
             candidate = Path(given).expanduser()
             if not candidate.is_file():
