@@ -1,0 +1,101 @@
+"""What a training run is: the settings of `python -m bench train`, validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UsageError
+
+SPEC_KEYS = ("model", "overrides", "dataset", "resolution", "channels", "prediction", "schedule",
+             "timesteps")
+"""Settings that define WHAT is trained; a checkpoint made with others cannot be resumed."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. `batch_size` is the global batch, split evenly across torchrun ranks."""
+
+    model: str
+    dataset: str = "digits"
+    out: Path = Path("runs/train")
+    data_root: str | None = None
+    resolution: int | None = None
+    """None: the dataset's default (32 for digits, 64 otherwise)."""
+    channels: int | None = None
+    """None: the dataset's own channel count (1 for digits/mnist, 3 otherwise)."""
+    width: int | None = None
+    """U-Net `dim` or cU-Net `num_filters`; None keeps the preset's."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Further `models.build` overrides, e.g. {"attn_heads": 2}."""
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-4
+    ema_decay: float = 0.999
+    ema_every: int = 1
+    grad_clip: float = 1.0
+    prediction: str = "eps"
+    schedule: str = "linear"
+    timesteps: int = 1000
+    hflip: bool = False
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    """bf16 autocast; only ever active on CUDA."""
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    limit: int | None = None
+    """Train on the first `limit` images only."""
+    num_workers: int = 0
+    log_every: int = 10
+    progress: bool = True
+
+    def model_overrides(self, channels: int) -> dict[str, Any]:
+        """The `models.build` overrides of this run (width and channels folded in)."""
+        merged = dict(self.overrides)
+        if self.width is not None:
+            merged["width"] = self.width
+        merged["channels"] = channels
+        return merged
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-friendly copy for a checkpoint's meta."""
+        data = dataclasses.asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise UsageError naming the first bad setting."""
+    from models import available
+    from models.diffusion import PREDICTIONS, SCHEDULES
+
+    if config.model not in available():
+        raise UsageError(f"unknown model {config.model!r}; available: {', '.join(available())}")
+    for name in ("steps", "batch_size", "ema_every", "checkpoint_every", "keep_checkpoints",
+                 "log_every", "timesteps"):
+        _positive_int(name.replace("_", "-"), getattr(config, name))
+    for name in ("resolution", "width", "limit"):
+        value = getattr(config, name)
+        if value is not None:
+            _positive_int(name, value)
+    if not (isinstance(config.lr, int | float) and math.isfinite(config.lr) and config.lr > 0):
+        raise UsageError(f"lr must be a positive number, got {config.lr!r}")
+    if not 0.0 <= config.ema_decay <= 1.0:
+        raise UsageError(f"ema-decay must be in [0, 1], got {config.ema_decay!r}")
+    if not config.grad_clip > 0:
+        raise UsageError(f"grad-clip must be > 0, got {config.grad_clip!r}")
+    if config.prediction not in PREDICTIONS:
+        raise UsageError(f"unknown prediction {config.prediction!r}; use {' or '.join(PREDICTIONS)}")
+    if config.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {config.schedule!r}; use one of {', '.join(SCHEDULES)}")
+    if config.num_workers < 0:
+        raise UsageError(f"num-workers must be >= 0, got {config.num_workers}")

@@ -1,0 +1,193 @@
+"""The training loop: data, model, EMA, checkpoints, resume, progress and divergence handling."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.checkpoint import make_ema, save_checkpoint
+from bench.errors import UsageError
+from bench.train import losslog
+from bench.train.checkpoints import (
+    check_same_run,
+    checkpoint_name,
+    latest_checkpoint,
+    load_latest,
+    prune,
+)
+from bench.train.config import TrainConfig, validate
+from bench.train.data import StepBatches, maybe_in_memory, step_loader
+from bench.train.distributed import DistContext, init_distributed
+from bench.train.step import TrainingDiverged, make_optimizer, step_generator, train_step
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    """The newest checkpoint: the trained model."""
+    step: int
+    loss: float
+    """Mean logged loss over the last 10 % of the run."""
+    seconds: float
+    """Training wall time over all sessions of the run (resumes included)."""
+    resumed_from: int | None
+    params: int
+
+
+def run_spec(config: TrainConfig, channels: int, resolution: int) -> dict[str, Any]:
+    """What is trained (see config.SPEC_KEYS); stored in every checkpoint's meta."""
+    return {
+        "model": config.model,
+        "overrides": config.model_overrides(channels),
+        "dataset": config.dataset,
+        "resolution": resolution,
+        "channels": channels,
+        "prediction": config.prediction,
+        "schedule": config.schedule,
+        "timesteps": config.timesteps,
+    }
+
+
+def _load_data(config: TrainConfig) -> tuple[Any, int, int]:
+    from bench.data import dataset_info, load_dataset
+
+    info = dataset_info(config.dataset)
+    resolution = config.resolution or info.resolution
+    channels = config.channels or info.channels
+    dataset = load_dataset(config.dataset, root=config.data_root, resolution=resolution,
+                           channels=channels, limit=config.limit)
+    return maybe_in_memory(dataset, channels, resolution), channels, resolution
+
+
+def _flip(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch left-right (drawn from the step's generator)."""
+    mask = torch.rand(x0.shape[0], generator=generator) < 0.5
+    return torch.where(mask.to(x0.device)[:, None, None, None], x0.flip(-1), x0)
+
+
+def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
+    """Train (or resume, or find already finished) the run `config` describes.
+
+    Rank 0 writes checkpoints and the loss log into `config.out`; every rank returns the same
+    result. Raises UsageError for bad settings or a corrupt checkpoint and TrainingDiverged when
+    the loss turns non-finite (the newest checkpoint on disk is then the last good state).
+    """
+    validate(config)
+    dist = dist or init_distributed(config.device)
+    if config.batch_size % dist.world_size:
+        raise UsageError(f"batch-size {config.batch_size} does not split evenly over "
+                         f"{dist.world_size} processes")
+    out = Path(config.out)
+    dataset, channels, resolution = _load_data(config)
+    spec = run_spec(config, channels, resolution)
+
+    import models
+    from models.diffusion import GaussianDiffusion
+
+    torch.manual_seed(config.seed)
+    model = models.build(config.model, **spec["overrides"])
+    diffusion = GaussianDiffusion(schedule=config.schedule, timesteps=config.timesteps,
+                                  prediction=config.prediction)
+    model.to(dist.device)
+    diffusion.to(dist.device)
+    ema = make_ema(model, config.ema_decay)
+    optimizer = make_optimizer(model, config.lr)
+    params = sum(p.numel() for p in model.parameters())
+
+    state = load_latest(out, map_location=dist.device) if out.is_dir() else None
+    start, elapsed_before, resumed_from = 0, 0.0, None
+    if state is not None:
+        check_same_run(state, spec)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+        start = resumed_from = int(state["step"])
+        elapsed_before = float(state["meta"].get("elapsed_s", 0.0))
+        del state
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        losslog.truncate_loss_log(out, start)
+
+    session_start = time.perf_counter()
+
+    def meta() -> dict[str, Any]:
+        return {"spec": spec, "train": config.to_meta(), "world_size": dist.world_size,
+                "elapsed_s": elapsed_before + time.perf_counter() - session_start}
+
+    def save(step: int) -> Path:
+        path = out / checkpoint_name(step)
+        if dist.is_main:
+            save_checkpoint(path, model=model, diffusion=diffusion, ema=ema, optimizer=optimizer,
+                            step=step, meta=meta())
+            prune(out, config.keep_checkpoints)
+        return path
+
+    net: nn.Module = model
+    if dist.is_distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    batches = StepBatches(len(dataset), batch_per_rank=config.batch_size // dist.world_size,
+                          rank=dist.rank, world_size=dist.world_size, seed=config.seed,
+                          start=start, stop=config.steps)
+    bar = tqdm(total=config.steps, initial=start, unit="step", desc=f"train {config.model}",
+               disable=not (config.progress and dist.is_main), dynamic_ncols=True, mininterval=0.5)
+    window: list[tuple[float, float]] = []
+    step = start
+    try:
+        for x0, _ in step_loader(dataset, batches, config.num_workers):
+            generator = step_generator(config.seed, step, dist.rank)
+            x0 = x0.to(dist.device, non_blocking=True)
+            if config.hflip:
+                x0 = _flip(x0, generator)
+            try:
+                result = train_step(net, diffusion, optimizer, x0, generator=generator,
+                                    grad_clip=config.grad_clip, amp=config.amp, mean=dist.mean)
+            except TrainingDiverged as error:
+                raise TrainingDiverged(_diverged_message(config, out, step + 1, error)) from None
+            step += 1
+            if step % config.ema_every == 0:
+                ema.update_parameters(model)
+            window.append((result.loss, result.grad_norm))
+            bar.update(1)
+            bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
+            if step % config.log_every == 0 or step == config.steps:
+                if dist.is_main:
+                    losslog.append_loss_row(out, {
+                        "step": step,
+                        "loss": sum(w[0] for w in window) / len(window),
+                        "grad_norm": sum(w[1] for w in window) / len(window),
+                        "elapsed_s": elapsed_before + time.perf_counter() - session_start,
+                    })
+                window.clear()
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save(step)
+    finally:
+        bar.close()
+    if start == config.steps and latest_checkpoint(out) is None:
+        save(step)  # a zero-step run still leaves the (untrained) model behind
+    dist.barrier()
+    path = latest_checkpoint(out)
+    if path is None:  # pragma: no cover - rank 0 saved above
+        raise UsageError(f"no checkpoint in {out} after training")
+    loss = losslog.tail_mean(losslog.read_loss_log(out))
+    return TrainResult(checkpoint=path, step=step, loss=loss,
+                       seconds=elapsed_before + time.perf_counter() - session_start,
+                       resumed_from=resumed_from, params=params)
+
+
+def _diverged_message(config: TrainConfig, out: Path, step: int, error: Exception) -> str:
+    kept = latest_checkpoint(out)
+    where = (f"the last good checkpoint {kept} is kept" if kept is not None
+             else "no checkpoint had been written yet")
+    return (f"{config.model}: training stopped at step {step}: {error}; {where}. "
+            f"Lower --lr (now {config.lr:g}) or check the data, then run again to resume")
