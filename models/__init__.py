@@ -15,7 +15,14 @@ from torch import nn
 
 from models.config import CUNetConfig, UNetConfig
 from models.errors import ModelInputError
-from models.registry import PRESETS, available, build, build_from_config, preset_config
+from models.registry import (
+    PRESETS,
+    available,
+    build,
+    build_from_config,
+    check_resolution,
+    preset_config,
+)
 
 
 def last_nfe(model: nn.Module) -> dict[str, int]:
@@ -41,6 +48,7 @@ __all__ = [
     "available",
     "build",
     "build_from_config",
+    "check_resolution",
     "is_continuous",
     "last_nfe",
     "preset_config",

@@ -141,3 +141,17 @@ def build(name: str, **overrides: object) -> nn.Module:
     and `channels` (in and out).
     """
     return build_from_config(preset_config(name, **overrides))
+
+
+def check_resolution(name: str, resolution: int, **overrides: object) -> None:
+    """Raise ModelInputError when preset `name` cannot take `resolution` x `resolution` inputs."""
+    config = preset_config(name, **overrides)
+    if isinstance(config, UNetConfig):
+        multiple, minimum = 2 ** (len(config.dim_mults) - 1), 2 ** (len(config.dim_mults) - 1)
+    else:
+        multiple, minimum = 16, 32
+    if resolution < minimum or resolution % multiple:
+        raise ModelInputError(
+            f"{name} cannot take {resolution}x{resolution} inputs: the resolution must be a multiple "
+            f"of {multiple} and at least {minimum}"
+        )

@@ -1,15 +1,50 @@
-"""`python -m bench report` (placeholder until its issue lands)."""
+"""`python -m bench report`: redraw every table and plot from measurements CSVs, measuring nothing.
+
+Efficiency reports (Table 2, Figure 4, Table 1's time column, latency and GFLOP/s plots) are
+drawn from directories holding efficiency metrics; quality reports (Table 1, FID against steps,
+sample grids) from directories holding quality metrics.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.errors import UsageError
+from bench.results import MEASUREMENTS, read_measurements
+
+QUALITY_METRICS = {"fid", "kid_mean", "kid_std"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register this command's flags."""
+    parser.add_argument("--results", type=Path, nargs="+", default=[Path("runs/quick")],
+                        help="one or more results directories (default runs/quick)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="reports directory (default <first results dir>/reports)")
+
+
+def write_reports(results_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """Draw the reports each results directory has data for into `out_dir`."""
+    written: list[Path] = []
+    for directory in results_dirs:
+        if not (Path(directory) / MEASUREMENTS).is_file():
+            raise UsageError(f"no {MEASUREMENTS} in {directory}: run 'python -m bench run' first "
+                             "or pass --results DIR")
+        metrics = set(read_measurements(directory)["metric"].dropna().astype(str))
+        if metrics - QUALITY_METRICS - {"train_loss", "sample_time_s"} or not metrics:
+            from bench.report import write_efficiency_reports
+
+            written += write_efficiency_reports(Path(directory), Path(out_dir))
+        if metrics & QUALITY_METRICS:
+            from bench.quality.report import write_quality_reports
+
+            written += write_quality_reports(Path(directory), Path(out_dir))
+    return written
 
 
 def execute(args: argparse.Namespace) -> int:
-    raise UsageError("'report' is not implemented yet")
+    out = args.out or args.results[0] / "reports"
+    written = write_reports(list(args.results), out)
+    for path in written:
+        print(path)
+    return 0

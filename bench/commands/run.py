@@ -1,15 +1,72 @@
-"""`python -m bench run` (placeholder until its issue lands)."""
+"""`python -m bench run`: run a benchmark profile and draw its reports.
+
+Efficiency profiles (`quick`, the default; `paper`; `full`; or `--config FILE.toml`) measure the
+matrix of models x resolutions x batch sizes x devices x metrics. Quality profiles (`smoke`,
+`digits`, `paper-quality`) train, sample and score. Results go to `--out DIR` (default
+`runs/<profile>`), reports to `--reports DIR` (default `DIR/reports`). Re-running the same
+command resumes: finished cells are kept.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
 from bench.errors import UsageError
+from bench.matrix.spec import EFFICIENCY_PROFILES
+
+
+def quality_profiles() -> tuple[str, ...]:
+    try:
+        from bench.quality.profiles import QUALITY_PROFILES
+    except ImportError:
+        return ()
+    return tuple(QUALITY_PROFILES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register this command's flags."""
+    parser.add_argument(
+        "--profile", default=None,
+        help="efficiency: quick (default), paper, full; quality: smoke, digits, paper-quality",
+    )
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a TOML matrix description instead of a profile")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results directory (default runs/<profile>)")
+    parser.add_argument("--reports", type=Path, default=None,
+                        help="reports directory (default <out>/reports)")
+    parser.add_argument("--retry-failed", action="store_true", help="measure failed cells again on resume")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def execute(args: argparse.Namespace) -> int:
-    raise UsageError("'run' is not implemented yet")
+    if args.profile and args.config:
+        raise UsageError("give either --profile or --config, not both")
+    name = args.profile or (args.config.stem if args.config else "quick")
+    out = args.out or Path("runs") / name
+    reports = args.reports or out / "reports"
+    started = time.perf_counter()
+    if args.config is None and name in quality_profiles():
+        from bench.quality.profiles import run_quality_profile
+
+        run_quality_profile(name, out)
+    elif args.config is None and name not in EFFICIENCY_PROFILES:
+        known = ", ".join(EFFICIENCY_PROFILES + quality_profiles())
+        raise UsageError(f"unknown profile '{name}'; available: {known}")
+    else:
+        from bench.matrix import load_spec
+        from bench.matrix.runner import run_matrix
+
+        spec = load_spec(None if args.config else name, args.config)
+        summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress)
+        print(f"{summary['cells_measured_now']} cells measured, {summary['cells_resumed']} resumed, "
+              f"{summary['failed_rows_now']} failed rows, {summary['wall_time_s']:.1f} s")
+        for note in summary["notes"]:
+            print(f"note: {note}")
+    from bench.commands.report import write_reports
+
+    written = write_reports([out], reports)
+    print(f"results: {out / 'measurements.csv'}; {len(written)} report files in {reports} "
+          f"({time.perf_counter() - started:.1f} s in all)")
+    return 0

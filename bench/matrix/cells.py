@@ -1,0 +1,92 @@
+"""Expand a matrix description into cells: the unit of measurement, of resuming and of failure.
+
+A cell measures one group of metrics for one model in one context; its `key` is stable across runs,
+so a resumed run skips cells whose rows are already in measurements.csv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import models
+from bench.matrix.spec import MatrixSpec
+
+PAPER_RESOLUTION = 64
+# Metrics measured together in one cell (they come from the same work).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "params": ("params", "params_trainable", "param_mib"),
+    "macs_thop": ("macs_thop",),
+    "macs_fvcore": ("macs_fvcore",),
+    "flops_torch": ("flops_torch",),
+    "nfe": ("nfe",),
+    "checkpoint_mib": ("checkpoint_mib",),
+    "peak_infer_mib": ("peak_infer_mib",),
+    "peak_train_mib": ("peak_train_mib",),
+    "latency_ms": ("latency_ms",),
+    "sample_time_s": ("sample_time_s",),
+    "peak_gflops": ("peak_gflops",),
+}
+GROUP_OF = {metric: group for group, metrics in GROUPS.items() for metric in metrics}
+
+
+@dataclass(frozen=True)
+class Cell:
+    group: str
+    metrics: tuple[str, ...]
+    model: str
+    device: str = "cpu"
+    resolution: int | None = None
+    batch_size: int | None = None
+    dtype: str = "float32"
+    steps: int | None = None
+
+    @property
+    def key(self) -> str:
+        parts = [self.group, self.model, self.device, self.resolution, self.batch_size, self.dtype,
+                 self.steps]
+        return "|".join("" if p is None else str(p) for p in parts)
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
+    """The cells of `spec` in a sensible order (cheap counts first) and notes on what was skipped."""
+    groups = [g for g in GROUPS if any(m in spec.metrics for m in GROUPS[g])]
+    devices = [d for d in spec.devices if d != "cuda" or cuda_available()]
+    notes = [] if devices == spec.devices else ["cuda requested but not available: CUDA cells skipped"]
+    count_resolutions = spec.resolutions
+    cells: list[Cell] = []
+    for group in groups:
+        metrics = tuple(m for m in GROUPS[group] if m in spec.metrics)
+        if group == "peak_gflops":
+            cells += [Cell(group, metrics, "machine", device=d) for d in devices]
+            continue
+        for model in spec.models:
+            continuous = models.preset_config(model).__class__.__name__ == "CUNetConfig"
+            if group == "nfe" and not continuous:
+                continue
+            if group in ("params", "checkpoint_mib"):
+                cells.append(Cell(group, metrics, model, resolution=_paper_resolution(spec)))
+            elif group in ("macs_thop", "macs_fvcore", "flops_torch", "nfe"):
+                cells += [Cell(group, metrics, model, resolution=r, batch_size=1)
+                          for r in count_resolutions]
+            elif group in ("peak_infer_mib", "peak_train_mib"):
+                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b)
+                          for d in devices for r in spec.resolutions for b in spec.batch_sizes]
+            elif group == "latency_ms":
+                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t)
+                          for d in devices for t in spec.dtypes
+                          for r in spec.resolutions for b in spec.batch_sizes]
+            elif group == "sample_time_s":
+                cells += [Cell(group, metrics, model, device=d, resolution=_paper_resolution(spec),
+                               batch_size=spec.sampling.batch, steps=s)
+                          for d in devices for s in spec.sampling.steps_for(model)]
+    return cells, notes
+
+
+def _paper_resolution(spec: MatrixSpec) -> int:
+    return PAPER_RESOLUTION if PAPER_RESOLUTION in spec.resolutions else spec.resolutions[0]

@@ -1,0 +1,125 @@
+"""Run a matrix: measure every cell not yet in measurements.csv, record failures, keep going.
+
+Rows are added (and the CSV rewritten atomically) after every cell, so an interrupted run loses
+at most the cell in flight and resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from bench.context import run_context
+from bench.errors import UsageError
+from bench.matrix.cells import Cell, expand
+from bench.matrix.measure_cells import MEASURERS, solver_of
+from bench.matrix.spec import METRICS, MatrixSpec
+from bench.results import MeasurementStore, atomic_write_text
+from models.errors import ModelInputError
+
+ENVIRONMENT = "environment.json"
+
+
+def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any]) -> dict[str, Any]:
+    solver, solver_steps = solver_of(spec, cell.model) if cell.model != "machine" else (None, None)
+    return {
+        "model": cell.model, "device": cell.device, "batch_size": cell.batch_size,
+        "resolution": cell.resolution, "channels": spec.channels, "dtype": cell.dtype,
+        "threads": spec.threads, "solver": solver, "solver_steps": solver_steps, "steps": cell.steps,
+        "seed": spec.seed, "cell": cell.key, "profile": spec.name,
+        "torch": env["versions"].get("torch"), "git_commit": env["git_commit"],
+        "host": env["hostname"],
+    }
+
+
+def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:
+    limit = spec.cpu_max_batch_pixels
+    if (limit and cell.device == "cpu" and cell.batch_size and cell.resolution
+            and cell.group in ("peak_infer_mib", "peak_train_mib", "latency_ms")
+            and cell.batch_size * cell.resolution**2 > limit):
+        return (f"skipped: batch {cell.batch_size} x {cell.resolution}^2 pixels is above "
+                f"cpu_max_batch_pixels={limit}")
+    return None
+
+
+def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
+    """Rows of one cell; a failure becomes one 'failed' row per metric with the reason."""
+    reason = _skip_reason(spec, cell)
+    if reason is None:
+        try:
+            return MEASURERS[cell.group](spec, cell)
+        except (RuntimeError, ValueError, UsageError, ModelInputError, MemoryError, OSError) as error:
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+            if cell.device == "cuda":
+                torch.cuda.empty_cache()
+    return [{"metric": m, "value": None, "unit": METRICS[m], "stat": "value", "status": "failed",
+             "error": reason} for m in cell.metrics]
+
+
+def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
+               progress: bool = True) -> dict[str, Any]:
+    """Measure every cell of `spec` into `out_dir/measurements.csv`; returns the run summary."""
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    torch.set_num_threads(spec.threads)
+    env = run_context()
+    store = MeasurementStore(out_dir)
+    cells, notes = expand(spec)
+    if retry_failed and not store.frame.empty:
+        failed = set(store.frame.loc[store.frame["status"] == "failed", "cell"].astype(str))
+        store.drop_cells(failed)
+    done = store.done_cells()
+    todo = [c for c in cells if c.key not in done]
+    started = time.perf_counter()
+    failures = 0
+    bar = tqdm(todo, desc=spec.name, unit="cell", disable=not progress, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_postfix_str(cell.key, refresh=True)
+        context = _context_columns(spec, cell, env)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rows = [{**context, **row, "timestamp": stamp} for row in measure_cell(spec, cell)]
+        failures += sum(r["status"] == "failed" for r in rows)
+        store.add(rows)
+    bar.close()
+    wall = time.perf_counter() - started
+    summary = {
+        "profile": spec.name, "description": spec.description, "source": spec.source,
+        "cells_total": len(cells), "cells_measured_now": len(todo),
+        "cells_resumed": len(cells) - len(todo), "failed_rows_now": failures,
+        "wall_time_s": round(wall, 2), "threads": spec.threads, "notes": notes,
+        "spec": asdict(spec), "environment": env,
+    }
+    _write_environment(out_dir, summary)
+    return summary
+
+
+def _write_environment(out_dir: Path, summary: dict[str, Any]) -> None:
+    path = out_dir / ENVIRONMENT
+    previous: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+            previous = old.get("earlier_invocations", []) + [
+                {k: old.get(k) for k in ("wall_time_s", "cells_measured_now", "environment")}
+            ]
+        except (json.JSONDecodeError, AttributeError):
+            previous = []
+    summary = {**summary, "earlier_invocations": previous}
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write to output directory {out_dir}: {error.strerror}; "
+                         "pass a writable --out DIR") from None

@@ -1,0 +1,186 @@
+"""Matrix descriptions: built-in TOML profiles or a user's TOML file, validated up front so that a
+typo fails in one line before anything is measured."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import models
+from bench.errors import UsageError
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+EFFICIENCY_PROFILES = ("quick", "paper", "full")
+
+METRICS: dict[str, str] = {
+    "params": "count",
+    "params_trainable": "count",
+    "param_mib": "MiB",
+    "macs_thop": "MACs",
+    "macs_fvcore": "MACs",
+    "flops_torch": "FLOPs",
+    "nfe": "evaluations",
+    "checkpoint_mib": "MiB",
+    "peak_infer_mib": "MiB",
+    "peak_train_mib": "MiB",
+    "latency_ms": "ms",
+    "sample_time_s": "s",
+    "peak_gflops": "GFLOP/s",
+}
+"""Every metric the matrix can measure, with its unit."""
+
+DTYPES = ("float32", "bfloat16")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    warmup: int = 3
+    min_repeats: int = 15
+    max_repeats: int = 60
+    budget_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    steps: dict[str, list[int]] = field(default_factory=dict)
+    """Preset name (or family prefix such as 'cunet') -> sampling step counts."""
+    batch: int = 1
+    sampler: str = "ddpm"
+    repeats: int = 3
+
+    def steps_for(self, model: str) -> list[int]:
+        """Step counts for `model`: its own entry, else the longest matching family prefix."""
+        if model in self.steps:
+            return self.steps[model]
+        prefixes = [p for p in self.steps if model.startswith(p + "-")]
+        return self.steps[max(prefixes, key=len)] if prefixes else []
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    name: str
+    description: str
+    models: list[str]
+    resolutions: list[int]
+    batch_sizes: list[int]
+    devices: list[str]
+    dtypes: list[str]
+    metrics: list[str]
+    seed: int
+    threads: int
+    channels: int = 3
+    cpu_max_batch_pixels: int | None = None
+    """Skip CPU memory/latency cells with batch * resolution**2 above this (they would exhaust
+    RAM); recorded as failed with the reason."""
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    source: str = ""
+
+
+def available_threads() -> int:
+    """Cores this process may run on (the default thread count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def load_spec(profile: str | None = None, config: Path | None = None) -> MatrixSpec:
+    """The matrix of a built-in profile (`quick`, `paper`, `full`) or of a TOML file."""
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise UsageError(f"config file {path} does not exist; pass a TOML matrix description")
+        name = path.stem
+    else:
+        name = profile or "quick"
+        path = PROFILE_DIR / f"{name}.toml"
+        if name not in EFFICIENCY_PROFILES or not path.is_file():
+            raise UsageError(f"unknown profile '{name}'; available: {', '.join(EFFICIENCY_PROFILES)}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path} is not valid TOML: {error}") from None
+    return parse_spec(raw, name=name, source=str(path))
+
+
+def _list(section: dict[str, Any], key: str, kind: type, default: list | None = None) -> list:
+    value = section.get(key, default)
+    if value is None:
+        raise UsageError(f"matrix.{key} is missing; give a list, e.g. {key} = [...]")
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) for v in value):
+        raise UsageError(f"matrix.{key} must be a non-empty list of {kind.__name__}, got {value!r}")
+    return value
+
+
+def _known(values: list[str], allowed, what: str) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise UsageError(f"unknown {what} {', '.join(map(str, bad))}; available: {', '.join(allowed)}")
+
+
+def _positive_ints(values: list[int], what: str) -> None:
+    if any(v < 1 for v in values):
+        raise UsageError(f"{what} must be positive integers, got {values}")
+
+
+def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpec:
+    """Validate a decoded TOML matrix description."""
+    matrix = raw.get("matrix")
+    if not isinstance(matrix, dict):
+        raise UsageError(f"{source or name}: no [matrix] table; see bench/profiles/quick.toml")
+    model_names = _list(matrix, "models", str)
+    _known(model_names, models.available(), "model")
+    metrics = _list(matrix, "metrics", str)
+    _known(metrics, list(METRICS), "metric")
+    resolutions = _list(matrix, "resolutions", int, [64])
+    batch_sizes = _list(matrix, "batch_sizes", int, [1])
+    _positive_ints(resolutions, "resolutions")
+    _positive_ints(batch_sizes, "batch_sizes")
+    devices = _list(matrix, "devices", str, ["cpu"])
+    _known(devices, DEVICES, "device")
+    dtypes = _list(matrix, "dtypes", str, ["float32"])
+    _known(dtypes, DTYPES, "dtype")
+    threads = matrix.get("threads", available_threads())
+    if not isinstance(threads, int) or threads < 1:
+        raise UsageError(f"matrix.threads must be a positive integer, got {threads!r}")
+    overrides = raw.get("overrides", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise UsageError("[overrides] must map model names to tables, e.g. unet = { width = 32 }")
+    for model, values in overrides.items():
+        models.preset_config(model, **values)  # unknown model/override -> one-line ModelInputError
+    latency = LatencySettings(**_table(raw, "latency", LatencySettings))
+    sampling_raw = _table(raw, "sampling", SamplingSettings)
+    sampling = SamplingSettings(**sampling_raw)
+    if "sample_time_s" in metrics and not sampling.steps:
+        raise UsageError("metric sample_time_s needs [sampling] steps = { unet = [30], cunet = [5] }")
+    return MatrixSpec(
+        name=name,
+        description=str(raw.get("description", "")),
+        models=model_names,
+        resolutions=resolutions,
+        batch_sizes=batch_sizes,
+        devices=devices,
+        dtypes=dtypes,
+        metrics=metrics,
+        seed=int(matrix.get("seed", 0)),
+        threads=threads,
+        channels=int(matrix.get("channels", 3)),
+        cpu_max_batch_pixels=matrix.get("cpu_max_batch_pixels"),
+        overrides=overrides,
+        latency=latency,
+        sampling=sampling,
+        source=source,
+    )
+
+
+def _table(raw: dict[str, Any], key: str, kind: type) -> dict[str, Any]:
+    table = raw.get(key, {})
+    allowed = set(kind.__dataclass_fields__)
+    if not isinstance(table, dict) or set(table) - allowed:
+        raise UsageError(f"[{key}] takes only {', '.join(sorted(allowed))}; got {table!r}")
+    return table
