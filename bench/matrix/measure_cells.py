@@ -28,7 +28,8 @@ def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
     overrides = {**spec.overrides.get(name, {}), **extra}
     if spec.channels != 3:
         overrides.setdefault("channels", spec.channels)
-    return _cached_model(name, tuple(sorted(overrides.items(), key=lambda kv: kv[0])))
+    frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return _cached_model(name, tuple(sorted(frozen.items())))
 
 
 def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None]:

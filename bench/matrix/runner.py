@@ -21,7 +21,6 @@ from bench.matrix.cells import Cell, expand
 from bench.matrix.measure_cells import MEASURERS, solver_of
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.results import MeasurementStore, atomic_write_text
-from models.errors import ModelInputError
 
 ENVIRONMENT = "environment.json"
 
@@ -54,7 +53,7 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
     if reason is None:
         try:
             return MEASURERS[cell.group](spec, cell)
-        except (RuntimeError, ValueError, UsageError, ModelInputError, MemoryError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - any failure of one cell must not stop the run
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
             if cell.device == "cuda":
                 torch.cuda.empty_cache()

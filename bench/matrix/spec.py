@@ -32,6 +32,8 @@ METRICS: dict[str, str] = {
 }
 """Every metric the matrix can measure, with its unit."""
 
+MATRIX_KEYS = {"models", "resolutions", "batch_sizes", "devices", "dtypes", "metrics", "seed",
+               "threads", "channels", "cpu_max_batch_pixels"}
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("cpu", "cuda")
 
@@ -133,6 +135,14 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     matrix = raw.get("matrix")
     if not isinstance(matrix, dict):
         raise UsageError(f"{source or name}: no [matrix] table; see bench/profiles/quick.toml")
+    unknown = set(matrix) - MATRIX_KEYS
+    if unknown:
+        raise UsageError(f"unknown key(s) {', '.join(sorted(unknown))} in [matrix]; "
+                         f"valid: {', '.join(sorted(MATRIX_KEYS))}")
+    unknown = set(raw) - {"description", "matrix", "overrides", "latency", "sampling"}
+    if unknown:
+        raise UsageError(f"unknown table(s) {', '.join(sorted(unknown))}; valid: description, "
+                         "[matrix], [overrides], [latency], [sampling]")
     model_names = _list(matrix, "models", str)
     _known(model_names, models.available(), "model")
     metrics = _list(matrix, "metrics", str)
@@ -153,6 +163,9 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         raise UsageError("[overrides] must map model names to tables, e.g. unet = { width = 32 }")
     for model, values in overrides.items():
         models.preset_config(model, **values)  # unknown model/override -> one-line ModelInputError
+    for model in model_names:
+        for resolution in resolutions:
+            models.check_resolution(model, resolution, **overrides.get(model, {}))
     latency = LatencySettings(**_table(raw, "latency", LatencySettings))
     sampling_raw = _table(raw, "sampling", SamplingSettings)
     sampling = SamplingSettings(**sampling_raw)
