@@ -1,0 +1,412 @@
+"""Quality reports drawn only from a results directory (nothing here samples or measures):
+
+- `table1.md` / `table1.tex` / `table1.csv`: per dataset, feature extractor, model and sampler the
+  best score, the steps at the minimum, the fewest steps within 5 % of it, the time per sample at
+  both, the untrained reference and, where the dataset is one of the paper's, the paper's values;
+- `fid_vs_steps.png`: score against steps, one curve per model and sampler, error bars = standard
+  deviation over seeds, the untrained models and the real-data floor as reference lines;
+- `samples_<model>.png`: a grid of the model's samples at its best (sampler, steps);
+- `training_loss.png`: the loss curves of the training runs.
+
+Pure functions (`score_curves`, `table1_data`, `best_settings`) shape frames; the `write_*`
+functions render them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import UsageError
+from bench.quality.features import score_label
+from bench.quality.sweep import REAL_DATA, UNTRAINED, cell_key, grid_file
+from bench.report import render
+from bench.report.data import load_results, ordered_models
+
+WITHIN = 0.05
+"""'Within 5 % of the minimum': the fewest steps whose mean score is <= (1 + WITHIN) * best."""
+
+PAPER_DATASETS = {"mnist": "MNIST", "celeba": "CelebA", "lsun-church": "LSUN Church"}
+KEYS = ["dataset", "feature_extractor", "model", "kind", "sampler"]
+
+
+# ----------------------------------------------------------------------------- pure data shaping
+
+
+def _kind(checkpoint: str) -> str:
+    if checkpoint == UNTRAINED:
+        return UNTRAINED
+    if checkpoint == "data":
+        return "data"
+    return "trained"
+
+
+def score_curves(ok: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
+    """Mean, std and count over seeds of `metric` per (dataset, extractor, model, kind, sampler,
+    steps); kind is 'trained', 'untrained' or 'data' (real images; steps NaN)."""
+    rows = ok[ok["metric"] == metric].copy()
+    columns = [*KEYS, "steps", "mean", "std", "seeds", "n"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows["kind"] = rows["checkpoint"].map(_kind)
+    rows["steps"] = rows["steps"].fillna(-1.0)
+    grouped = rows.groupby([*KEYS, "steps"], sort=True)
+    out = grouped["value"].agg(mean="mean", std="std", seeds="count").reset_index()
+    out["n"] = grouped["n"].max().values
+    out["steps"] = out["steps"].where(out["steps"] >= 0)
+    return out[columns]
+
+
+def _paper_row(dataset: str, model: str) -> pd.Series | None:
+    from bench.paper_data import table1
+    from models.registry import PRESETS
+
+    paper_dataset = PAPER_DATASETS.get(dataset)
+    preset = PRESETS.get(model)
+    if paper_dataset is None or preset is None or preset.paper_label is None:
+        return None
+    paper = table1()
+    match = paper[(paper["dataset"] == paper_dataset) & (paper["backbone"] == preset.paper_label)]
+    return None if match.empty else match.iloc[0]
+
+
+def _time_at(ok: pd.DataFrame, dataset: str, model: str, sampler: str, steps: float) -> float:
+    rows = ok[(ok["metric"] == "time_per_sample_s") & (ok["stat"] == "median")
+              & (ok["dataset"] == dataset) & (ok["model"] == model) & (ok["sampler"] == sampler)
+              & (ok["steps"] == steps) & (ok["checkpoint"] != UNTRAINED)]
+    return float(rows.iloc[-1]["value"]) if not rows.empty else math.nan
+
+
+def table1_data(ok: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
+    """One row per trained (dataset, extractor, model, sampler) with the Table 1 quantities.
+
+    Columns: dataset, feature_extractor, model, sampler, best, best_std, seeds, n, steps_best,
+    steps_within, score_within, kid_best, time_best_s, time_within_s, untrained_best,
+    untrained_steps, paper_fid, paper_steps, paper_time_s.
+    """
+    curves = score_curves(ok, metric)
+    kid = score_curves(ok, "kid_mean")
+    trained = curves[curves["kind"] == "trained"]
+    untrained = curves[curves["kind"] == UNTRAINED]
+    records = []
+    for key, group in trained.groupby(["dataset", "feature_extractor", "model", "sampler"],
+                                      sort=False):
+        dataset, extractor, model, sampler = key
+        group = group.sort_values("steps")
+        best = group.loc[group["mean"].idxmin()]
+        within = group[group["mean"] <= best["mean"] * (1 + WITHIN) if best["mean"] >= 0
+                       else group["mean"] <= best["mean"] * (1 - WITHIN)].iloc[0]
+        kid_rows = kid[(kid["kind"] == "trained") & (kid["dataset"] == dataset)
+                       & (kid["feature_extractor"] == extractor) & (kid["model"] == model)
+                       & (kid["sampler"] == sampler) & (kid["steps"] == best["steps"])]
+        ref = untrained[(untrained["dataset"] == dataset) & (untrained["model"] == model)
+                        & (untrained["feature_extractor"] == extractor)]
+        ref_best = ref.loc[ref["mean"].idxmin()] if not ref.empty else None
+        paper = _paper_row(dataset, model)
+        records.append({
+            "dataset": dataset, "feature_extractor": extractor, "model": model,
+            "sampler": sampler, "best": best["mean"], "best_std": best["std"],
+            "seeds": int(best["seeds"]), "n": best["n"], "steps_best": best["steps"],
+            "steps_within": within["steps"], "score_within": within["mean"],
+            "kid_best": kid_rows["mean"].iloc[0] if not kid_rows.empty else math.nan,
+            "kid_best_std": kid_rows["std"].iloc[0] if not kid_rows.empty else math.nan,
+            "time_best_s": _time_at(ok, dataset, model, sampler, best["steps"]),
+            "time_within_s": _time_at(ok, dataset, model, sampler, within["steps"]),
+            "untrained_best": ref_best["mean"] if ref_best is not None else math.nan,
+            "untrained_steps": ref_best["steps"] if ref_best is not None else math.nan,
+            "paper_fid": paper["fid"] if paper is not None else math.nan,
+            "paper_steps": paper["steps"] if paper is not None else math.nan,
+            "paper_time_s": paper["time_s"] if paper is not None else math.nan,
+        })
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        return table
+    order = {m: i for i, m in enumerate(ordered_models(table["model"]))}
+    table["_order"] = table["model"].map(order)
+    return table.sort_values(["dataset", "feature_extractor", "_order", "sampler"]).drop(
+        columns="_order").reset_index(drop=True)
+
+
+def real_floor(ok: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
+    """The real-data reference per (dataset, extractor): mean/std over seeds and n."""
+    curves = score_curves(ok, metric)
+    return curves[curves["kind"] == "data"].reset_index(drop=True)
+
+
+def best_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, extractor, model) the sampler and steps of the lowest score over samplers."""
+    if table.empty:
+        return table
+    index = table.groupby(["dataset", "feature_extractor", "model"], sort=False)["best"].idxmin()
+    return table.loc[index, ["dataset", "feature_extractor", "model", "sampler", "steps_best",
+                             "best"]].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- text tables
+
+
+def _num(value: float, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _steps(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else str(int(value))
+
+
+def _pm(mean: float, std: float, digits: int = 3) -> str:
+    text = _num(mean, digits)
+    return text if std is None or math.isnan(std) else f"{text} ± {_num(std, 2)}"
+
+
+HEADERS = ["model", "sampler", "best {label}", "steps at best", "fewest steps within 5 %",
+           "{label} there", "KID at best", "s/sample at best", "s/sample at fewest",
+           "untrained {label}"]
+PAPER_HEADERS = ["paper FID", "paper steps", "paper s/sample"]
+
+
+def _section_rows(section: pd.DataFrame, with_paper: bool) -> list[list[str]]:
+    rows = []
+    for _, r in section.iterrows():
+        row = [r["model"], r["sampler"], _pm(r["best"], r["best_std"]), _steps(r["steps_best"]),
+               _steps(r["steps_within"]), _num(r["score_within"]),
+               _pm(r["kid_best"], r["kid_best_std"], 2), _num(r["time_best_s"]),
+               _num(r["time_within_s"]),
+               f"{_num(r['untrained_best'])} ({_steps(r['untrained_steps'])} steps)"
+               if not math.isnan(r["untrained_best"]) else "—"]
+        if with_paper:
+            row += [_num(r["paper_fid"]), _steps(r["paper_steps"]), _num(r["paper_time_s"])]
+        rows.append(row)
+    return rows
+
+
+def _sections(table: pd.DataFrame):
+    for (dataset, extractor), section in table.groupby(["dataset", "feature_extractor"],
+                                                       sort=False):
+        label = score_label("fid", extractor)
+        with_paper = dataset in PAPER_DATASETS
+        headers = [h.format(label=label) for h in HEADERS] + (PAPER_HEADERS if with_paper else [])
+        yield dataset, extractor, label, headers, _section_rows(section, with_paper), section
+
+
+def _notes(section: pd.DataFrame, floor: pd.DataFrame, ok: pd.DataFrame, dataset: str,
+           extractor: str, label: str) -> list[str]:
+    first = section.iloc[0]
+    notes = [f"{label}: mean ± standard deviation over {first['seeds']} seed(s) of "
+             f"{_steps(first['n'])} generated images each, against the real {dataset} set."]
+    here = floor[(floor["dataset"] == dataset) & (floor["feature_extractor"] == extractor)]
+    if not here.empty:
+        f = here.iloc[0]
+        notes.append(f"Floor: {_steps(f['n'])} real images scored the same way give "
+                     f"{_pm(f['mean'], f['std'])}.")
+    notes.append(f"'Fewest steps within 5 %': the fewest steps whose mean {label} is at most "
+                 "5 % above the minimum. Untrained: the same architecture at its seeded "
+                 "initialisation (lowest score over the steps tried).")
+    timing = ok[(ok["metric"] == "time_per_sample_s") & (ok["dataset"] == dataset)]
+    if not timing.empty:
+        devices = ", ".join(sorted(set(timing["device"].astype(str))))
+        threads = ", ".join(sorted({_steps(t) for t in timing["threads"]}))
+        notes.append(f"s/sample: median wall time of one whole sampling run for one image "
+                     f"(batch 1, bench.measure.sampling.time_per_sample) on {devices}, "
+                     f"{threads} thread(s).")
+    if extractor != "inception-v3-compat":
+        notes.append(f"{label} uses a small classifier's features: not comparable with "
+                     "published (Inception) FIDs, only between the rows here.")
+    if dataset in PAPER_DATASETS:
+        notes.append("Paper: FID (pytorch-fid, 1,000 samples), the steps of its best FID and "
+                     "seconds per sample measured around each denoiser call on a CPU.")
+    return notes
+
+
+def render_markdown(table: pd.DataFrame, floor: pd.DataFrame, ok: pd.DataFrame) -> str:
+    out = ["# Table 1: sample quality against sampling steps", "",
+           "Generated by `bench.quality.report` from `measurements.csv`; do not edit by hand.", ""]
+    if table.empty:
+        return "\n".join([*out, "No trained model was scored in this run.", ""])
+    for dataset, extractor, label, headers, rows, section in _sections(table):
+        out += [f"## {dataset}: {label}", "", render.markdown_table(headers, rows, align_left=2)]
+        out += [f"- {note}" for note in _notes(section, floor, ok, dataset, extractor, label)]
+        out.append("")
+    return "\n".join(out)
+
+
+def render_latex(table: pd.DataFrame, floor: pd.DataFrame, ok: pd.DataFrame) -> str:
+    if table.empty:
+        return "% no trained model was scored in this run\n"
+    parts = []
+    for dataset, extractor, label, headers, rows, section in _sections(table):
+        parts.append(render.latex_table(
+            headers, rows, caption=f"Sample quality against sampling steps on {dataset} "
+            f"({label}).", label=f"tab:table1-{dataset}-{extractor}",
+            notes=_notes(section, floor, ok, dataset, extractor, label), align_left=2))
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- figures
+
+SAMPLER_STYLE = {"ddpm": ("-", "o"), "ddim": ("--", "s")}
+
+
+def draw_fid_vs_steps(ok: pd.DataFrame):
+    """One row of panels per (dataset, extractor): the FID-type score and KID against steps."""
+    curves = {metric: score_curves(ok, metric) for metric in ("fid", "kid_mean")}
+    groups = list(curves["fid"].groupby(["dataset", "feature_extractor"], sort=False).groups)
+    figure = render.new_figure(11, 4.2 * max(1, len(groups)))
+    if not groups:
+        ax = figure.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no scores measured", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return figure
+    axes = figure.subplots(len(groups), 2, squeeze=False)
+    models = ordered_models(curves["fid"]["model"])
+    colours = {m: f"C{i}" for i, m in enumerate(m for m in models if m != REAL_DATA)}
+    for row, (dataset, extractor) in enumerate(groups):
+        for col, metric in enumerate(("fid", "kid_mean")):
+            ax = axes[row][col]
+            data = curves[metric]
+            data = data[(data["dataset"] == dataset) & (data["feature_extractor"] == extractor)]
+            _draw_panel(ax, data, colours)
+            ax.set_title(f"{dataset}: {score_label('fid' if metric == 'fid' else 'kid', extractor)}",
+                         fontsize=10)
+            ax.set_ylabel(score_label("fid" if metric == "fid" else "kid", extractor))
+    return figure
+
+
+def _draw_panel(ax, data: pd.DataFrame, colours: dict[str, str]) -> None:
+    trained = data[data["kind"] == "trained"]
+    all_steps = sorted({int(s) for s in trained["steps"].dropna()})
+    for (model, sampler), curve in trained.groupby(["model", "sampler"], sort=False):
+        curve = curve.sort_values("steps")
+        line, marker = SAMPLER_STYLE.get(sampler, (":", "^"))
+        ax.errorbar(curve["steps"], curve["mean"], yerr=curve["std"].fillna(0.0),
+                    color=colours.get(model, "k"), linestyle=line, marker=marker, markersize=4,
+                    capsize=3, label=f"{model} {sampler}")
+    for model, ref in data[data["kind"] == UNTRAINED].groupby("model", sort=False):
+        ax.axhline(ref["mean"].min(), color=colours.get(model, "k"), linestyle=":", linewidth=1,
+                   label=f"{model} untrained")
+    floor = data[data["kind"] == "data"]
+    if not floor.empty:
+        ax.axhline(floor["mean"].mean(), color="0.4", linestyle="-.", linewidth=1,
+                   label="real images")
+    ax.set_xscale("log")
+    if all_steps:
+        ax.set_xticks(all_steps)
+        ax.set_xticklabels([str(s) for s in all_steps])
+        ax.minorticks_off()
+    ax.set_xlabel("sampling steps")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+
+
+def _grid_image(images: np.ndarray) -> np.ndarray:
+    """(k, C, H, W) uint8 -> one (rows*H, cols*W[, 3]) mosaic with 1-pixel gaps."""
+    k, c, h, w = images.shape
+    cols = math.ceil(math.sqrt(k))
+    rows = math.ceil(k / cols)
+    canvas = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, dtype=np.uint8)
+    for i in range(k):
+        r, q = divmod(i, cols)
+        canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = \
+            images[i].transpose(1, 2, 0)
+    return canvas[..., 0] if c == 1 else canvas
+
+
+def draw_samples(images: np.ndarray, title: str):
+    figure = render.new_figure(5, 5.4)
+    ax = figure.add_subplot(1, 1, 1)
+    mosaic = _grid_image(images)
+    ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    return figure
+
+
+def draw_training_curves(logs: dict[str, pd.DataFrame]):
+    figure = render.new_figure(7, 4)
+    ax = figure.add_subplot(1, 1, 1)
+    for name, log in logs.items():
+        ax.plot(log["step"], log["loss"], label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("DDPM loss (mean per logging window)")
+    ax.grid(True, alpha=0.3)
+    if logs:
+        ax.legend(fontsize=8)
+    return figure
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def write_sample_grids(results_dir: Path, table: pd.DataFrame, ok: pd.DataFrame,
+                       out_dir: Path) -> list[Path]:
+    best = best_settings(table)
+    datasets = set(best["dataset"]) if not best.empty else set()
+    paths = []
+    for _, row in best.iterrows():
+        seeds = ok[(ok["metric"] == "fid") & (ok["dataset"] == row["dataset"])
+                   & (ok["model"] == row["model"]) & (ok["sampler"] == row["sampler"])
+                   & (ok["steps"] == row["steps_best"]) & (ok["checkpoint"] != UNTRAINED)]["seed"]
+        found = None
+        for seed in sorted(seeds.dropna().unique()):
+            cell = cell_key(row["dataset"], row["model"], "trained", row["sampler"],
+                            int(row["steps_best"]), int(seed))
+            path = grid_file(Path(results_dir) / "samples", cell)
+            if path.is_file():
+                found = path
+                break
+        if found is None:
+            continue
+        with np.load(found) as data:
+            images = data["images"]
+        name = (f"samples_{row['model']}.png" if len(datasets) == 1
+                else f"samples_{row['model']}_{row['dataset']}.png")
+        label = score_label("fid", row["feature_extractor"])
+        title = (f"{row['model']} on {row['dataset']}: {row['sampler'].upper()}, "
+                 f"{int(row['steps_best'])} steps ({label} {row['best']:.3g})")
+        paths.append(render.save_figure(draw_samples(images, title), Path(out_dir) / name))
+    return paths
+
+
+def _training_logs(results_dir: Path) -> dict[str, pd.DataFrame]:
+    logs = {}
+    for path in sorted((Path(results_dir) / "training").glob("*.csv")):
+        try:
+            log = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            continue
+        if {"step", "loss"} <= set(log.columns) and not log.empty:
+            logs[path.stem] = log
+    return logs
+
+
+def write_quality_reports(results_dir: Path, out_dir: Path) -> list[Path]:
+    """Redraw every quality report from `results_dir` into `out_dir`; returns the files written.
+
+    Raises UsageError when `results_dir` has no measurements.csv.
+    """
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    results = load_results(results_dir)
+    ok = results.ok
+    if "fid" not in set(ok["metric"]) and "train_loss" not in set(ok["metric"]):
+        raise UsageError(f"{results_dir}/measurements.csv holds no quality measurements "
+                         "(fid or train_loss rows); run a quality profile first")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = table1_data(ok)
+    floor = real_floor(ok)
+    paths = [
+        render.write_text(out_dir / "table1.md", render_markdown(table, floor, ok)),
+        render.write_text(out_dir / "table1.tex", render_latex(table, floor, ok)),
+        render.write_csv(out_dir / "table1.csv", table),
+        render.save_figure(draw_fid_vs_steps(ok), out_dir / "fid_vs_steps.png"),
+    ]
+    paths += write_sample_grids(results_dir, table, ok, out_dir)
+    logs = _training_logs(results_dir)
+    if logs:
+        paths.append(render.save_figure(draw_training_curves(logs), out_dir / "training_loss.png"))
+    return paths
