@@ -1,0 +1,69 @@
+"""Quality profiles: the smoke profile end to end (train, sweep, score, reports, resume), and the
+errors of the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.errors import UsageError
+from bench.quality.profiles import QUALITY_PROFILES, get_profile, run_quality_profile
+from bench.quality.report import write_quality_reports
+from bench.results import read_measurements
+
+
+def test_profile_names_do_not_clash_with_the_efficiency_ones():
+    assert set(QUALITY_PROFILES) == {"smoke", "digits", "paper-quality"}
+    assert not set(QUALITY_PROFILES) & {"quick", "paper", "full"}
+
+
+def test_unknown_profile():
+    with pytest.raises(UsageError, match="unknown quality profile 'fast'"):
+        get_profile("fast")
+
+
+def test_paper_quality_without_data_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    with pytest.raises(UsageError, match="BENCH_DATA_DIR"):
+        run_quality_profile("paper-quality", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("BENCH_QUALITY_DATASETS", "celeba")
+    with pytest.raises(UsageError, match="celeba: .*nowhere/celeba does not exist"):
+        run_quality_profile("paper-quality", tmp_path / "out")
+    monkeypatch.setenv("BENCH_QUALITY_DATASETS", "imagenet")
+    with pytest.raises(UsageError, match="unknown dataset"):
+        run_quality_profile("paper-quality", tmp_path / "out")
+
+
+def test_smoke_profile_end_to_end(tmp_path):
+    results = run_quality_profile("smoke", tmp_path / "results")
+    frame = read_measurements(results)
+    profile = get_profile("smoke")
+    assert set(frame["status"]) == {"ok"}
+
+    fid = frame[frame["metric"] == "fid"]
+    trained = fid[fid["checkpoint"].str.startswith("checkpoints/")]
+    sweep = profile.sweep
+    assert len(trained) == (len(profile.models) * len(sweep.samplers) * len(sweep.steps)
+                            * len(sweep.seeds))
+    assert set(trained["feature_extractor"]) == {"digits-classifier"}
+    assert set(trained["n"]) == {sweep.n}
+    assert len(fid[fid["checkpoint"] == "untrained"]) == len(profile.models)
+    assert len(fid[fid["model"] == "real-data"]) == len(sweep.seeds)
+    for metric in ("kid_mean", "kid_std", "sample_time_s", "time_per_sample_s", "train_loss"):
+        assert (frame["metric"] == metric).any(), metric
+    assert (results / "environment.json").is_file()
+    assert sorted(p.name for p in (results / "training").iterdir()) == [
+        "digits-cunet-film.csv", "digits-unet.csv"]
+
+    reports = write_quality_reports(results, tmp_path / "reports")
+    names = {p.name for p in reports}
+    assert {"table1.md", "table1.tex", "fid_vs_steps.png", "samples_unet.png",
+            "samples_cunet-film.png"} <= names
+    table = (tmp_path / "reports" / "table1.md").read_text()
+    assert "FID (digits-classifier features)" in table and "| best FID |" not in table
+
+    # Running again finds every cell finished: nothing is re-measured.
+    rows = len(frame)
+    run_quality_profile("smoke", results)
+    assert len(read_measurements(results)) == rows
