@@ -1,0 +1,178 @@
+"""Pure comparison of the gate's measurements with a baseline: numbers in, verdicts out.
+
+Counts (parameters, MACs, FLOPs, NFE, checkpoint size) are deterministic, so they must match the
+baseline exactly; moving in either direction fails, because the baseline is only ever changed on
+purpose (`--update`). Latency is compared as a ratio to a reference model measured in the same run,
+within a relative tolerance, in both directions: a ratio that falls can mean that the reference got
+slower, which no other comparison would show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+COUNT_METRICS: tuple[str, ...] = (
+    "params", "macs_thop", "macs_fvcore", "flops_torch", "nfe", "checkpoint_mib",
+)
+"""Deterministic metrics the gate checks, in report order."""
+
+RELATIVE_SLACK: dict[str, float] = {"checkpoint_mib": 0.001}
+"""Counts that may move by this fraction: a checkpoint's size includes torch.save's zip container
+and pickled metadata, which can differ by a few bytes with nothing about the model changed."""
+
+LATENCY_RATIO = "latency_ratio"
+"""Per-call latency of a model divided by the reference model's, measured in one interleaved run."""
+
+LATENCY_MS = "latency_ms"
+"""Absolute per-call median, stored for information only: it is never gated (machines differ)."""
+
+GATED_METRICS: tuple[str, ...] = COUNT_METRICS + (LATENCY_RATIO,)
+KNOWN_METRICS: tuple[str, ...] = GATED_METRICS + (LATENCY_MS,)
+
+Key = tuple[str, str]
+"""(model, metric)."""
+
+OK = "ok"
+REGRESSED = "regressed"
+CHANGED = "changed"
+MISSING = "missing"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The verdict on one (model, metric) of the baseline.
+
+    verdict: 'ok'; 'regressed' (more parameters/compute/NFE/MiB, or slower relative to the
+    reference); 'changed' (a move in the good direction, still a failure for counts, and for
+    latency beyond the tolerance); 'missing' (nothing measured now); 'failed' (the measurement
+    raised; `note` says why).
+    """
+
+    model: str
+    metric: str
+    baseline: float
+    now: float | None
+    verdict: str
+    note: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict != OK
+
+    @property
+    def change_pct(self) -> float | None:
+        """Relative change in percent; None when nothing was measured or the baseline is 0."""
+        if self.now is None or self.baseline == 0:
+            return None
+        return (self.now / self.baseline - 1.0) * 100.0
+
+
+def compare_count(model: str, metric: str, baseline: float, now: float | None) -> Finding:
+    """Exact comparison (within RELATIVE_SLACK for the metrics listed there); more is worse."""
+    if now is None or math.isnan(now):
+        return Finding(model, metric, baseline, None, MISSING)
+    slack = RELATIVE_SLACK.get(metric, 0.0) * abs(baseline)
+    if abs(now - baseline) <= slack:
+        return Finding(model, metric, baseline, now, OK)
+    return Finding(model, metric, baseline, now, REGRESSED if now > baseline else CHANGED)
+
+
+def compare_ratio(model: str, baseline: float, now: float | None, tolerance: float) -> Finding:
+    """Latency ratio within `tolerance` (a fraction, 0.1 = 10 %) of the baseline's, either way."""
+    if now is None or math.isnan(now):
+        return Finding(model, LATENCY_RATIO, baseline, None, MISSING)
+    change = now / baseline - 1.0
+    if abs(change) <= tolerance:
+        return Finding(model, LATENCY_RATIO, baseline, now, OK)
+    return Finding(model, LATENCY_RATIO, baseline, now, REGRESSED if change > 0 else CHANGED)
+
+
+def compare(
+    baseline: Mapping[Key, float],
+    now: Mapping[Key, float | None],
+    *,
+    tolerance: float,
+    errors: Mapping[Key, str] | None = None,
+) -> list[Finding]:
+    """One finding per gated (model, metric) of `baseline`, in the baseline's order.
+
+    `now` holds this run's values (a key may be absent: not measured); `errors` the reason of
+    measurements that raised. Keys of `now` that the baseline lacks are ignored: the baseline
+    decides what is gated.
+    """
+    errors = errors or {}
+    findings = []
+    for key, base in baseline.items():
+        model, metric = key
+        if key in errors:
+            findings.append(Finding(model, metric, base, None, FAILED, errors[key]))
+        elif metric in COUNT_METRICS:
+            findings.append(compare_count(model, metric, base, now.get(key)))
+        elif metric == LATENCY_RATIO:
+            findings.append(compare_ratio(model, base, now.get(key), tolerance))
+    return findings
+
+
+def confirm(first: Finding, second: Finding) -> Finding:
+    """Combine two independent latency findings of one model: of two runs, keep the one closer to
+    the baseline, so that a ratio fails only when it is out of tolerance twice. Noise rarely is;
+    a real regression always is."""
+    if not first.failed:
+        return first
+    first_change = abs(first.change_pct) if first.change_pct is not None else math.inf
+    second_change = abs(second.change_pct) if second.change_pct is not None else math.inf
+    kept = second if second_change <= first_change else first
+    earlier = f"{first.change_pct:+.1f} %" if first.change_pct is not None else first.verdict
+    note = f"re-measured: first run {earlier}"
+    return Finding(kept.model, kept.metric, kept.baseline, kept.now, kept.verdict,
+                   "; ".join(n for n in (kept.note, note) if n))
+
+
+def reference_hint(findings: list[Finding], reference: str) -> str | None:
+    """A note when every other model's latency ratio fell beyond tolerance: then the likelier
+    story is that the reference model became slower."""
+    ratios = [f for f in findings if f.metric == LATENCY_RATIO and f.model != reference]
+    if ratios and all(f.verdict == CHANGED for f in ratios):
+        return (f"every latency ratio fell: the reference model '{reference}' itself probably "
+                f"became slower")
+    return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between an old and a new baseline (for `--update`)."""
+
+    model: str
+    metric: str
+    old: float | None
+    new: float | None
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        return "changed"
+
+    @property
+    def change_pct(self) -> float | None:
+        if self.old is None or self.new is None or self.old == 0:
+            return None
+        return (self.new / self.old - 1.0) * 100.0
+
+
+def baseline_changes(old: Mapping[Key, float], new: Mapping[Key, float]) -> list[Change]:
+    """Gated values that an update adds, removes or changes (exactly: any difference counts)."""
+    keys = list(new) + [k for k in old if k not in new]
+    changes = []
+    for key in keys:
+        if key[1] not in GATED_METRICS:
+            continue
+        before, after = old.get(key), new.get(key)
+        if before is None or after is None or before != after:
+            changes.append(Change(key[0], key[1], before, after))
+    return changes

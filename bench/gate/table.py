@@ -1,0 +1,82 @@
+"""Plain-text tables of the gate's findings (pipe-separated, so CI logs and Markdown read them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.gate.compare import COUNT_METRICS, LATENCY_RATIO, Change, Finding
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """Aligned columns; `right[i]` right-aligns column i (numbers)."""
+    widths = [max([len(str(h)), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2))
+                          for w, r in zip(widths, right, strict=True)) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def format_value(metric: str, value: float | None) -> str:
+    """Counts with thousands separators, MiB to 2 decimals, ratios to 3, times to 1."""
+    if value is None:
+        return "-"
+    if metric == "checkpoint_mib":
+        return f"{value:,.2f}"
+    if metric == LATENCY_RATIO:
+        return f"{value:.3f}"
+    if metric == "latency_ms":
+        return f"{value:.1f}"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}"
+
+
+def format_change(pct: float | None) -> str:
+    if pct is None:
+        return "-"
+    return f"{pct:+.2f} %" if abs(pct) < 0.1 else f"{pct:+.1f} %"
+
+
+def findings_table(findings: Sequence[Finding]) -> str:
+    """The failing findings: model, metric, baseline, now, change, verdict (and why, if known)."""
+    rows = [[f.model, f.metric, format_value(f.metric, f.baseline), format_value(f.metric, f.now),
+             format_change(f.change_pct), f.verdict, f.note] for f in findings if f.failed]
+    headers = ["model", "metric", "baseline", "now", "change", "verdict", "note"]
+    right = [False, False, True, True, True, False, False]
+    if not any(row[-1] for row in rows):
+        headers, right, rows = headers[:-1], right[:-1], [row[:-1] for row in rows]
+    return render(headers, rows, right)
+
+
+def summary_table(findings: Sequence[Finding], models: Sequence[str],
+                  latency_ms: dict[str, float], reference: str | None) -> str:
+    """One line per model: how many counts matched, and its latency ratio then and now."""
+    rows = []
+    for model in models:
+        mine = [f for f in findings if f.model == model]
+        counts = [f for f in mine if f.metric in COUNT_METRICS]
+        ratio = next((f for f in mine if f.metric == LATENCY_RATIO), None)
+        rows.append([
+            model,
+            f"{sum(not f.failed for f in counts)}/{len(counts)} equal" if counts else "-",
+            format_value("latency_ms", latency_ms.get(model)),
+            format_value(LATENCY_RATIO, ratio.baseline) if ratio else "-",
+            format_value(LATENCY_RATIO, ratio.now) if ratio else "-",
+            format_change(ratio.change_pct) if ratio else "-",
+            ("FAIL" if any(f.failed for f in mine) else "ok"),
+        ])
+    unit = f"x {reference}" if reference else "ratio"
+    return render(["model", "counts", "ms now", f"baseline {unit}", f"now {unit}", "change", "status"],
+                  rows, [False, False, True, True, True, True, False])
+
+
+def changes_table(changes: Sequence[Change]) -> str:
+    """What `--update` changed: model, metric, old, new, change, and added/removed/changed."""
+    rows = [[c.model, c.metric, format_value(c.metric, c.old), format_value(c.metric, c.new),
+             format_change(c.change_pct), c.kind] for c in changes]
+    return render(["model", "metric", "old", "new", "change", "kind"], rows,
+                  [False, False, True, True, True, False])
