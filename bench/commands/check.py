@@ -1,15 +1,131 @@
-"""`python -m bench check` (placeholder until its issue lands)."""
+"""`python -m bench check`: the efficiency regression gate.
+
+Measures, in the baseline's context, every deterministic count the baseline holds (params, thop
+and fvcore MACs, FlopCounterMode FLOPs, NFE, checkpoint MiB) and compares them exactly, then times
+every model in one interleaved run and compares each model's latency ratio to the reference
+within --tolerance. Exit 0: everything holds; 1: something moved (table of what); 2: bad input.
+`--update` rewrites the baseline on purpose and prints what changed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+from typing import Any
 
 from bench.errors import UsageError
+from bench.gate.baseline import DEFAULT_BASELINE
+from bench.gate.run import CheckResult, GateOptions, UpdateResult, run_check, run_update
+from bench.gate.table import changes_table, findings_table, summary_table
+from bench.gate.timing import LatencyPlan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register this command's flags."""
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE,
+                        help=f"baseline CSV (default {DEFAULT_BASELINE})")
+    parser.add_argument("--tolerance", type=float, default=10.0, metavar="PCT",
+                        help="allowed change of a latency ratio in percent (default 10); "
+                             "counts must match exactly")
+    parser.add_argument("--reference", default=None, metavar="MODEL",
+                        help="model the latency ratios are relative to (default: the baseline's; "
+                             "unet for a new baseline)")
+    parser.add_argument("--models", default=None, metavar="A,B",
+                        help="check (or, with --update, write) only these models")
+    parser.add_argument("--update", action="store_true",
+                        help="re-measure and rewrite the baseline on purpose, printing what changed")
+    parser.add_argument("--skip-latency", action="store_true",
+                        help="check the deterministic counts only (with --update: keep the old "
+                             "latency rows)")
+    parser.add_argument("--override", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="change a preset's configuration for this run only, e.g. "
+                             "cunet:num_filters=17 (what-if runs and tests; repeatable)")
+    parser.add_argument("--rounds", type=int, default=LatencyPlan.rounds, metavar="N",
+                        help=f"interleaved latency rounds (default {LatencyPlan.rounds}); more "
+                             "rounds, steadier ratios")
+
+
+def parse_value(text: str) -> Any:
+    """An override value: int, float, true/false, or the string itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """['cunet:num_filters=17', ...] -> {'cunet': {'num_filters': 17}}."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        model, sep, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and model and key and value):
+            raise UsageError(f"--override {item!r}: expected MODEL:KEY=VALUE, e.g. cunet:num_filters=17")
+        overrides.setdefault(model.strip(), {})[key.strip()] = parse_value(value.strip())
+    return overrides
+
+
+def options_from(args: argparse.Namespace) -> GateOptions:
+    models = None
+    if args.models is not None:
+        models = tuple(n.strip() for n in args.models.split(",") if n.strip())
+        if not models:
+            raise UsageError("--models needs at least one model name, e.g. --models unet,cunet")
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
+    return GateOptions(
+        baseline=args.baseline, tolerance_pct=args.tolerance, reference=args.reference,
+        models=models, skip_latency=args.skip_latency, overrides=parse_overrides(args.override),
+        plan=LatencyPlan(rounds=args.rounds),
+    )
+
+
+def _timing(seconds: dict[str, float], total: float) -> str:
+    parts = ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items())
+    return f"{total:.1f} s: {parts}"
+
+
+def report_check(result: CheckResult, total: float) -> int:
+    latency = result.measured.latency
+    medians = latency.median_ms if latency else {}
+    print(summary_table(result.findings, result.models, medians, result.reference))
+    for note in result.notes:
+        print(f"note: {note}")
+    checked = len(result.findings)
+    if result.passed:
+        print(f"check passed: {checked} values of {len(result.models)} models hold "
+              f"in {_timing(result.measured.seconds, total)}")
+        return 0
+    failed = sum(f.failed for f in result.findings)
+    print(f"\ncheck FAILED: {failed} of {checked} values moved "
+          f"(counts must match the baseline exactly; latency ratios within the tolerance):")
+    print(findings_table(result.findings))
+    print(f"measured in {_timing(result.measured.seconds, total)}")
+    print("if the change is intended, rewrite the baseline on purpose: python -m bench check --update")
+    return 1
+
+
+def report_update(result: UpdateResult, total: float) -> int:
+    if result.changes:
+        print(changes_table(result.changes))
+    else:
+        print("no gated value changed")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"baseline {result.path}: {result.rows_written} rows for {len(result.models)} models "
+          f"written in {_timing(result.measured.seconds, total)}")
+    return 0
 
 
 def execute(args: argparse.Namespace) -> int:
-    raise UsageError("'check' is not implemented yet")
+    options = options_from(args)
+    started = time.perf_counter()
+    if args.update:
+        return report_update(run_update(options), time.perf_counter() - started)
+    return report_check(run_check(options), time.perf_counter() - started)

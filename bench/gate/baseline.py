@@ -1,0 +1,169 @@
+"""The committed baseline: a tidy measurements CSV (same columns as measurements.csv) holding one
+row per gated (model, metric), all measured in ONE context (device, resolution, batch, threads).
+
+Reading validates everything up front, so a hand-edited or truncated file is one `UsageError`
+(exit 2) that names the problem, never a traceback or a silently passing gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import models
+from bench.errors import UsageError
+from bench.gate.compare import KNOWN_METRICS, LATENCY_RATIO, Key
+from bench.results import COLUMNS, atomic_write_text
+
+DEFAULT_BASELINE = Path("results") / "baseline.csv"
+REQUIRED_COLUMNS = ("model", "metric", "value", "unit", "stat", "device", "batch_size", "resolution",
+                    "threads")
+"""Columns without which the gate could not know what to measure or in which context."""
+
+RATIO_UNIT_PREFIX = "x "
+"""latency_ratio rows have the unit 'x <reference model>', e.g. 'x unet'."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the baseline was measured; the check measures in the same context."""
+
+    device: str = "cpu"
+    resolution: int = 64
+    channels: int = 3
+    batch_size: int = 1
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    values: dict[Key, float]
+    """(model, metric) -> value, in file order."""
+    context: Context
+    reference: str | None
+    """The model the latency ratios are relative to (None: no latency rows)."""
+    rows: list[dict[str, Any]]
+    """The file's rows as read (kept by `--update --skip-latency` for the latency rows)."""
+
+    @property
+    def models(self) -> list[str]:
+        """Models of the baseline in registry order."""
+        present = {model for model, _ in self.values}
+        return [name for name in models.available() if name in present]
+
+
+def _fail(path: Path, problem: str) -> UsageError:
+    return UsageError(f"baseline {path} {problem}; fix it, or regenerate it with "
+                      f"'python -m bench check --update --baseline {path}'")
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise UsageError(f"baseline {path} does not exist; create it with "
+                         f"'python -m bench check --update --baseline {path}'")
+    if path.is_dir():
+        raise UsageError(f"baseline {path} is a directory; pass the CSV file")
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise _fail(path, "is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise _fail(path, f"is not a readable CSV ({reason})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise _fail(path, f"lacks the columns {', '.join(missing)}")
+    if frame.empty:
+        raise _fail(path, "has no rows")
+    return frame
+
+
+def _single(frame: pd.DataFrame, column: str, path: Path, kind: type, default: Any = None) -> Any:
+    """The one value `column` takes over the rows where it is set."""
+    if column not in frame.columns:
+        return default
+    values = frame[column].dropna().unique()
+    if len(values) == 0:
+        return default
+    if len(values) > 1:
+        raise _fail(path, f"mixes several {column} values ({', '.join(map(str, values))}); "
+                          "a baseline holds one context")
+    try:
+        value = kind(values[0]) if kind is str else kind(float(values[0]))
+    except (TypeError, ValueError):
+        raise _fail(path, f"has a non-numeric {column} ({values[0]!r})") from None
+    if kind is int and value < 1:
+        raise _fail(path, f"has {column} = {value}; it must be a positive integer")
+    return value
+
+
+def _context(frame: pd.DataFrame, path: Path) -> Context:
+    default = Context()
+    return Context(
+        device=_single(frame, "device", path, str, default.device),
+        resolution=_single(frame, "resolution", path, int, default.resolution),
+        channels=_single(frame, "channels", path, int, default.channels),
+        batch_size=_single(frame, "batch_size", path, int, default.batch_size),
+        threads=_single(frame, "threads", path, int, default.threads),
+    )
+
+
+def _reference(frame: pd.DataFrame, path: Path) -> str | None:
+    units = frame.loc[frame["metric"] == LATENCY_RATIO, "unit"].dropna().astype(str).unique()
+    if len(units) == 0:
+        return None
+    if len(units) > 1 or not units[0].startswith(RATIO_UNIT_PREFIX):
+        raise _fail(path, f"has latency_ratio units {list(units)}; expected one 'x <model>'")
+    reference = units[0][len(RATIO_UNIT_PREFIX):]
+    if reference not in models.available():
+        raise _fail(path, f"has latency ratios relative to unknown model '{reference}'")
+    return reference
+
+
+def load_baseline(path: Path) -> Baseline:
+    """Read and validate a baseline CSV (see the module docstring); UsageError on any problem."""
+    path = Path(path)
+    frame = _read_frame(path)
+    if "status" in frame.columns:
+        failed = frame[frame["status"].fillna("ok").astype(str) != "ok"]
+        if not failed.empty:
+            first = failed.iloc[0]
+            raise _fail(path, f"holds failed measurements (e.g. {first['model']} {first['metric']})")
+    unknown_models = sorted(set(frame["model"].astype(str)) - set(models.available()))
+    if unknown_models:
+        raise _fail(path, f"names unknown model(s) {', '.join(unknown_models)} "
+                          f"(available: {', '.join(models.available())})")
+    unknown_metrics = sorted(set(frame["metric"].astype(str)) - set(KNOWN_METRICS))
+    if unknown_metrics:
+        raise _fail(path, f"names metric(s) the gate does not know: {', '.join(unknown_metrics)} "
+                          f"(known: {', '.join(KNOWN_METRICS)})")
+    values_column = pd.to_numeric(frame["value"], errors="coerce")
+    bad = frame[values_column.isna()]
+    if not bad.empty:
+        first = bad.iloc[0]
+        raise _fail(path, f"has a non-numeric value for {first['model']} {first['metric']} "
+                          f"({first['value']!r})")
+    values: dict[Key, float] = {}
+    for model, metric, value in zip(frame["model"], frame["metric"], values_column, strict=True):
+        key = (str(model), str(metric))
+        if key in values:
+            raise _fail(path, f"has two rows for {key[0]} {key[1]}")
+        values[key] = float(value)
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return Baseline(path, values, _context(frame, path), _reference(frame, path), rows)
+
+
+def write_baseline(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write `rows` atomically in the tidy format (COLUMNS); returns the number of rows.
+
+    Values keep their Python type, so integer counts are written without a trailing '.0'.
+    """
+    rows = [{column: row.get(column) for column in COLUMNS} for row in rows]
+    frame = pd.DataFrame(rows, columns=COLUMNS, dtype=object)
+    atomic_write_text(Path(path), frame.to_csv(index=False))
+    return len(rows)

@@ -1,0 +1,262 @@
+"""One gate run: what to measure (from the baseline and the options), measuring it, and the
+verdicts (`run_check`) or the new baseline (`run_update`). Printing is the command's job."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import models
+from bench.context import run_context
+from bench.errors import UsageError
+from bench.gate import compare as cmp
+from bench.gate.baseline import (
+    DEFAULT_BASELINE,
+    RATIO_UNIT_PREFIX,
+    Baseline,
+    Context,
+    load_baseline,
+    write_baseline,
+)
+from bench.gate.counts import context_columns, count_cells, gate_spec, measure_counts
+from bench.gate.timing import InterleavedLatency, LatencyPlan, interleaved_latency
+from bench.matrix.cells import Cell
+from bench.matrix.measure_cells import build_model
+from bench.matrix.spec import MatrixSpec, available_threads
+
+Row = dict[str, Any]
+DEFAULT_REFERENCE = "unet"
+DEFAULT_THREADS = 1
+"""Threads of a new baseline. One, not the paper's two: on a busy machine (a shared CI runner, or
+other processes on the cores) a multi-threaded op waits at every barrier for a descheduled thread,
+which slows small ops - and thus small models - far more than large ones (a width-4 cU-Net call
+measured 21 ms with one thread and 3.4 s with two on a loaded 2-core VM), so ratios measured with
+several threads on a busy machine are noise. One thread measures the work each model does, which is
+what a regression changes. The counts do not depend on threads."""
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    baseline: Path = DEFAULT_BASELINE
+    tolerance_pct: float = 10.0
+    reference: str | None = None
+    """None: the baseline's reference model (DEFAULT_REFERENCE for a new baseline)."""
+    models: tuple[str, ...] | None = None
+    skip_latency: bool = False
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Model -> config overrides applied to this run only (what-if runs and tests); never stored."""
+    plan: LatencyPlan = LatencyPlan()
+
+
+@dataclass
+class Measured:
+    rows: list[Row]
+    values: dict[cmp.Key, float]
+    errors: dict[cmp.Key, str]
+    seconds: dict[str, float]
+    latency: InterleavedLatency | None = None
+
+
+@dataclass
+class CheckResult:
+    findings: list[cmp.Finding]
+    measured: Measured
+    models: list[str]
+    reference: str | None
+    notes: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not any(f.failed for f in self.findings)
+
+
+@dataclass
+class UpdateResult:
+    changes: list[cmp.Change]
+    path: Path
+    rows_written: int
+    measured: Measured
+    models: list[str]
+    notes: list[str]
+
+
+def validate_tolerance(tolerance_pct: float) -> float:
+    """The tolerance as a fraction; UsageError unless 0 < PCT < 1000 and finite."""
+    if not (isinstance(tolerance_pct, int | float) and math.isfinite(tolerance_pct)
+            and 0 < tolerance_pct < 1000):
+        raise UsageError(f"--tolerance must be a percentage above 0 and below 1000, got {tolerance_pct!r}")
+    return tolerance_pct / 100.0
+
+
+def _known_models(names: tuple[str, ...]) -> list[str]:
+    unknown = [n for n in names if n not in models.available()]
+    if unknown:
+        raise UsageError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(models.available())}")
+    return [n for n in models.available() if n in names]
+
+
+def _measure(spec: MatrixSpec, cells: list[Cell], latency_models: list[str], reference: str,
+             plan: LatencyPlan, context: Context) -> Measured:
+    env = run_context()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    started = time.perf_counter()
+    rows = measure_counts(spec, cells, env, stamp)
+    seconds = {"counts": time.perf_counter() - started}
+    latency = None
+    if latency_models:
+        started = time.perf_counter()
+        latency = _time(spec, latency_models, reference, plan, context)
+        rows += _latency_rows(spec, latency, env, stamp)
+        seconds["latency"] = time.perf_counter() - started
+    values = {(r["model"], r["metric"]): float(r["value"]) for r in rows if r["status"] == "ok"}
+    errors = {(r["model"], r["metric"]): str(r.get("error")) for r in rows if r["status"] != "ok"}
+    return Measured(rows, values, errors, seconds, latency)
+
+
+def _time(spec: MatrixSpec, names: list[str], reference: str, plan: LatencyPlan,
+          context: Context) -> InterleavedLatency:
+    timed = names if reference in names else [reference, *names]
+    # Keep our own references: the matrix's model cache holds only two models.
+    nets = {name: build_model(spec, name) for name in timed}
+    return interleaved_latency(
+        nets, reference, plan=plan, batch=context.batch_size, channels=context.channels,
+        resolution=context.resolution, device=context.device, threads=context.threads,
+    )
+
+
+def _latency_rows(spec: MatrixSpec, latency: InterleavedLatency, env: Mapping[str, Any],
+                  stamp: str) -> list[Row]:
+    plan = latency.plan
+    rows = []
+    for name, ratio in latency.ratios.items():
+        cell = Cell("latency_ms", ("latency_ms",), name, device=spec.devices[0],
+                    resolution=spec.resolutions[0], batch_size=spec.batch_sizes[0])
+        context = context_columns(spec, name, env, batch_size=spec.batch_sizes[0], cell=cell.key)
+        common = {**context, "stat": "median", "status": "ok", "counter": "wall clock",
+                  "timestamp": stamp}
+        rows.append({
+            **common, "metric": cmp.LATENCY_RATIO, "value": round(ratio, 5),
+            "unit": f"{RATIO_UNIT_PREFIX}{latency.reference}", "n": plan.rounds,
+            "method": (f"median over {plan.rounds} interleaved rounds of (median of {plan.calls} "
+                       f"calls / {latency.reference}'s median in the same round); warm-up "
+                       f"{plan.warmup} per round; inference_mode"),
+        })
+        rows.append({
+            **common, "metric": cmp.LATENCY_MS, "value": round(latency.median_ms[name], 4),
+            "unit": "ms", "n": plan.rounds * plan.calls,
+            "method": (f"median over {plan.rounds} rounds of the median of {plan.calls} calls; "
+                       "information only, not gated"),
+        })
+    return rows
+
+
+def _reference(options: GateOptions, baseline: Baseline | None, update: bool) -> str:
+    stored = baseline.reference if baseline else None
+    reference = options.reference or stored or DEFAULT_REFERENCE
+    _known_models((reference,))
+    if not update and stored and reference != stored:
+        raise UsageError(f"baseline latency ratios are relative to '{stored}', not '{reference}'; "
+                         f"pass --reference {stored}, or --update to re-base them")
+    return reference
+
+
+def run_check(options: GateOptions) -> CheckResult:
+    """Measure what the baseline gates and compare (see `bench.gate.compare`)."""
+    tolerance = validate_tolerance(options.tolerance_pct)
+    baseline = load_baseline(options.baseline)
+    names = baseline.models
+    if options.models:
+        chosen = _known_models(options.models)
+        absent = [n for n in chosen if n not in names]
+        if absent:
+            raise UsageError(f"model(s) {', '.join(absent)} have no rows in {baseline.path}; add them "
+                             f"with 'python -m bench check --update --models ...'")
+        names = chosen
+    reference = _reference(options, baseline, update=False)
+    gated = {k: v for k, v in baseline.values.items() if k[0] in names and k[1] in cmp.GATED_METRICS}
+    notes = []
+    if options.skip_latency:
+        gated = {k: v for k, v in gated.items() if k[1] != cmp.LATENCY_RATIO}
+        notes.append("latency not checked (--skip-latency)")
+    elif baseline.reference is None:
+        notes.append(f"{baseline.path} has no latency rows: latency not checked")
+    wanted: dict[str, set[str]] = {}
+    for model, metric in gated:
+        wanted.setdefault(model, set()).add(metric)
+    latency_models = [n for n in names if (n, cmp.LATENCY_RATIO) in gated]
+    spec = gate_spec(sorted(set(names) | {reference}, key=models.available().index),
+                     baseline.context, options.overrides)
+    measured = _measure(spec, count_cells(spec, wanted), latency_models, reference, options.plan,
+                        baseline.context)
+    findings = cmp.compare(gated, measured.values, tolerance=tolerance, errors=measured.errors)
+    findings = _confirm_latency(findings, spec, reference, options.plan, baseline.context, tolerance,
+                                measured)
+    hint = cmp.reference_hint(findings, reference)
+    if hint:
+        notes.append(hint)
+    return CheckResult(findings, measured, names, reference if latency_models else None, notes)
+
+
+def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: str, plan: LatencyPlan,
+                     context: Context, tolerance: float, measured: Measured) -> list[cmp.Finding]:
+    """Re-time the models whose ratio is out of tolerance (with the reference) once more, and keep
+    a failure only if the second run confirms it (`compare.confirm`)."""
+    suspects = [f.model for f in findings if f.metric == cmp.LATENCY_RATIO and f.failed
+                and f.verdict != cmp.FAILED]
+    if not suspects:
+        return findings
+    started = time.perf_counter()
+    again = _time(spec, suspects, reference, plan, context)
+    measured.seconds["latency re-run"] = time.perf_counter() - started
+    confirmed = []
+    for finding in findings:
+        if finding.metric == cmp.LATENCY_RATIO and finding.model in suspects:
+            second = cmp.compare_ratio(finding.model, finding.baseline, again.ratios[finding.model],
+                                       tolerance)
+            finding = cmp.confirm(finding, second)
+        confirmed.append(finding)
+    return confirmed
+
+
+def run_update(options: GateOptions) -> UpdateResult:
+    """Measure every gated metric of the chosen models and rewrite the baseline atomically."""
+    path = Path(options.baseline)
+    old = load_baseline(path) if path.exists() else None
+    if options.models:
+        names = _known_models(options.models)
+    else:
+        names = old.models if old else models.available()
+    reference = _reference(options, old, update=True)
+    context = old.context if old else Context(threads=min(DEFAULT_THREADS, available_threads()))
+    spec = gate_spec(sorted(set(names) | {reference}, key=models.available().index), context,
+                     options.overrides)
+    cells = count_cells(spec, {name: cmp.COUNT_METRICS for name in names})
+    latency_models = [] if options.skip_latency else names
+    measured = _measure(spec, cells, latency_models, reference, options.plan, context)
+    failed = [r for r in measured.rows if r["status"] != "ok"]
+    if failed:
+        first = failed[0]
+        raise UsageError(f"cannot write a baseline: {first['model']} {first['metric']} failed "
+                         f"({first.get('error')})")
+    rows = list(measured.rows)
+    notes = []
+    if options.skip_latency and old and old.reference == reference:
+        kept = [r for r in old.rows if r["metric"] in (cmp.LATENCY_RATIO, cmp.LATENCY_MS)
+                and (r["model"] in names or r["model"] == reference)]
+        rows = rows + kept
+        if kept:
+            notes.append(f"latency rows kept from the earlier baseline (not re-measured): {len(kept)}")
+    if options.overrides:
+        flags = " ".join(f"--override {m}:{k}={v}" for m, kv in options.overrides.items()
+                         for k, v in kv.items())
+        notes.append(f"written with overrides; only a check with the same flags ({flags}) matches it")
+    order = models.available()
+    rows.sort(key=lambda r: order.index(r["model"]))  # stable: each model's metrics keep their order
+    new_values = {(r["model"], r["metric"]): float(r["value"]) for r in rows}
+    changes = cmp.baseline_changes(old.values if old else {}, new_values)
+    written = write_baseline(path, rows)
+    return UpdateResult(changes, path, written, measured, names, notes)
