@@ -3,13 +3,15 @@ tables and the --override parser. No torch work here, so these run in millisecon
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 
 from bench.commands.check import parse_overrides, parse_value
 from bench.errors import UsageError
 from bench.gate import compare as cmp
 from bench.gate.table import findings_table, format_change, format_value, render
-from bench.gate.timing import paired_ratios, round_orders
+from bench.gate.timing import paired_ratios, round_orders, steady_allocator
 
 
 @pytest.mark.parametrize("now, verdict", [(100, "ok"), (101, "regressed"), (99, "changed"),
@@ -120,3 +122,8 @@ def test_override_values_and_format():
     for bad in ("cunet", "cunet:num_filters", "num_filters=17", "cunet:=3", "cunet:x="):
         with pytest.raises(UsageError, match="MODEL:KEY=VALUE"):
             parse_overrides([bad])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_allocator_is_pinned_on_glibc():
+    assert steady_allocator() is True

@@ -6,10 +6,18 @@ round-robin: each round times a few calls of every model, in an order rotated fr
 and divides each model's median by the reference's median of the SAME round. Load that hits a
 round hits every model in it; the median over rounds of these paired ratios discards the rounds
 that a burst of load hit unevenly.
+
+The C allocator is pinned first (`steady_allocator`): glibc serves large blocks with mmap and
+moves that threshold up as the process frees large blocks, so whether a model's big temporaries
+(a 32x32 attention matrix is 16 MiB) cost fresh page faults on every call depended on what the
+process had done before. Measured on a 2-core VM: cunet-attn5 ran at 0.85 x unet in a fresh
+process and at 0.66 x unet after one training step had run in it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,12 +30,14 @@ from bench.measure.latency import denoiser_latency
 
 @dataclass(frozen=True)
 class LatencyPlan:
-    rounds: int = 9
+    rounds: int = 7
     """Rounds of the round-robin; every round times every model."""
     calls: int = 3
-    """Timed calls per model and round (the round's value is their median)."""
-    warmup: int = 1
-    """Untimed calls before a model's timed calls in each round (caches after another model)."""
+    """Timed calls per model and round (the round's value is their median, which also discards a
+    first call slowed by caches that the previous model filled)."""
+    warmup: int = 0
+    """Untimed calls before a model's timed calls in each round. Measured on a loaded 2-core VM,
+    one warm-up call per round made the ratios no steadier and the run a third longer."""
     initial_warmup: int = 3
     """Untimed calls of every model before the first round (allocator, thread pool, lazy init)."""
 
@@ -40,6 +50,29 @@ class InterleavedLatency:
     median_ms: dict[str, float]
     """Model -> median over rounds of its round medians (absolute, for information)."""
     plan: LatencyPlan
+
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+STEADY_BYTES = 256 * 2**20
+
+
+def steady_allocator() -> bool:
+    """Make glibc keep freed blocks up to 256 MiB in the heap and stop adjusting that threshold,
+    as in a long-running process; True when it took effect (False off glibc, e.g. macOS).
+
+    Process-wide and not undone: it changes speed, never results.
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, STEADY_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
+                                                                          2 * STEADY_BYTES))
 
 
 def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:
@@ -81,6 +114,7 @@ def interleaved_latency(
         )
         return result.stats.median_ms
 
+    steady_allocator()
     for net in nets.values():
         median_ms(net, plan.initial_warmup, 1)
     per_round = []
