@@ -107,7 +107,7 @@ def test_doctored_baseline_fails_on_that_preset_and_metric_only(baseline, tmp_pa
     assert check(doctored, "--skip-latency") == 1
     out = capsys.readouterr().out
     assert failing_rows(out) == [["cunet-noattn-nores", "params", "5,874,916", "5,874,915",
-                                  "-0.00 %", "changed"]]
+                                  "-1.7e-05 %", "changed"]]
     assert "1 of 6 values moved" in out
 
 

@@ -101,7 +101,7 @@ def test_regression_table_names_model_metric_and_change():
     lines = table.splitlines()
     assert len(lines) == 4  # header, rule, two failures; the passing row is left out
     assert "cunet" in lines[2] and "params" in lines[2] and "8,811,876" in lines[2]
-    assert "+0.00 %" in lines[2] and "regressed" in lines[2]
+    assert "+1.1e-05 %" in lines[2] and "regressed" in lines[2]
     assert "-50.0 %" in lines[3] and "changed" in lines[3]
 
 
@@ -110,7 +110,8 @@ def test_table_formatting():
     assert format_value("checkpoint_mib", 545.3527) == "545.35"
     assert format_value("latency_ratio", 0.58695) == "0.587"
     assert format_value("nfe", None) == "-"
-    assert format_change(None) == "-"
+    assert format_change(None) == "-" and format_change(0.0) == "0.0 %"
+    assert format_change(0.05) == "+0.05 %" and format_change(-12.34) == "-12.3 %"
     assert render(["a", "n"], [], [False, True]).splitlines()[1] == "|---|--:|"
 
 

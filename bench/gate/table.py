@@ -36,8 +36,13 @@ def format_value(metric: str, value: float | None) -> str:
 
 
 def format_change(pct: float | None) -> str:
+    """Signed percent; tiny changes (a count off by one) keep a significant digit."""
     if pct is None:
         return "-"
+    if pct == 0:
+        return "0.0 %"
+    if abs(pct) < 0.01:
+        return f"{pct:+.1e} %"
     return f"{pct:+.2f} %" if abs(pct) < 0.1 else f"{pct:+.1f} %"
 
 
