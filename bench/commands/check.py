@@ -23,7 +23,7 @@ from bench.gate.timing import LatencyPlan
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register this command's flags."""
-    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE,
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, metavar="FILE",
                         help=f"baseline CSV (default {DEFAULT_BASELINE})")
     parser.add_argument("--tolerance", type=float, default=10.0, metavar="PCT",
                         help="allowed change of a latency ratio in percent (default 10); "
