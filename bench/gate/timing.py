@@ -16,8 +16,6 @@ process and at 0.66 x unet after one training step had run in it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from bench.errors import UsageError
+from bench.measure.allocator import steady_allocator
 from bench.measure.latency import denoiser_latency
 
 
@@ -50,29 +49,6 @@ class InterleavedLatency:
     median_ms: dict[str, float]
     """Model -> median over rounds of its round medians (absolute, for information)."""
     plan: LatencyPlan
-
-
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-STEADY_BYTES = 256 * 2**20
-
-
-def steady_allocator() -> bool:
-    """Make glibc keep freed blocks up to 256 MiB in the heap and stop adjusting that threshold,
-    as in a long-running process; True when it took effect (False off glibc, e.g. macOS).
-
-    Process-wide and not undone: it changes speed, never results.
-    """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, STEADY_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
-                                                                          2 * STEADY_BYTES))
 
 
 def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:

@@ -20,6 +20,7 @@ from bench.errors import UsageError
 from bench.matrix.cells import Cell, expand
 from bench.matrix.measure_cells import MEASURERS, solver_of
 from bench.matrix.spec import METRICS, MatrixSpec
+from bench.measure.allocator import steady_allocator
 from bench.results import MeasurementStore, atomic_write_text
 
 ENVIRONMENT = "environment.json"
@@ -67,6 +68,7 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
     out_dir = Path(out_dir)
     _check_writable(out_dir)
     torch.set_num_threads(spec.threads)
+    allocator_pinned = steady_allocator()
     env = run_context()
     store = MeasurementStore(out_dir)
     cells, notes = expand(spec)
@@ -91,7 +93,8 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         "profile": spec.name, "description": spec.description, "source": spec.source,
         "cells_total": len(cells), "cells_measured_now": len(todo),
         "cells_resumed": len(cells) - len(todo), "failed_rows_now": failures,
-        "wall_time_s": round(wall, 2), "threads": spec.threads, "notes": notes,
+        "wall_time_s": round(wall, 2), "threads": spec.threads,
+        "glibc_allocator_pinned": allocator_pinned, "notes": notes,
         "spec": asdict(spec), "environment": env,
     }
     _write_environment(out_dir, summary)

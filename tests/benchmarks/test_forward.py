@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import models
-from bench.gate.timing import steady_allocator
+from bench.measure.allocator import steady_allocator
 from bench.measure.workload import denoiser_inputs, torch_threads
 
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
