@@ -37,8 +37,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_every: int = 1
     grad_clip: float = 1.0
-    prediction: str = "eps"
-    schedule: str = "linear"
+    prediction: str = "v"
+    """The authors' objective (PAPER.md 4); eps works for the U-Net but not for the released cU-Net,
+    whose instance-normalised input hides the scale of x_t."""
+    schedule: str = "sigmoid"
     timesteps: int = 1000
     hflip: bool = False
     seed: int = 0
