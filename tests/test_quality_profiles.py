@@ -67,3 +67,25 @@ def test_smoke_profile_end_to_end(tmp_path):
     rows = len(frame)
     run_quality_profile("smoke", results)
     assert len(read_measurements(results)) == rows
+
+
+@pytest.mark.slow
+def test_smoke_profile_under_torchrun(tmp_path):
+    """Every rank calls run_quality_profile; training is DDP, sampling split, rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nfrom pathlib import Path\n"
+                      "from bench.quality.profiles import run_quality_profile\n"
+                      "run_quality_profile('smoke', Path(sys.argv[1]))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(script), str(tmp_path / "results")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = read_measurements(tmp_path / "results")
+    assert set(frame["status"]) == {"ok"}
+    assert (frame["metric"] == "fid").sum() == 2 * 2 * 2 * 2 + 2 + 2
