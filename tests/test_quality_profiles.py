@@ -35,7 +35,7 @@ def test_paper_quality_without_data_is_a_clear_error(tmp_path, monkeypatch):
         run_quality_profile("paper-quality", tmp_path / "out")
 
 
-def test_smoke_profile_end_to_end(tmp_path):
+def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     results = run_quality_profile("smoke", tmp_path / "results")
     frame = read_measurements(results)
     profile = get_profile("smoke")
@@ -67,6 +67,19 @@ def test_smoke_profile_end_to_end(tmp_path):
     rows = len(frame)
     run_quality_profile("smoke", results)
     assert len(read_measurements(results)) == rows
+
+    # A longer budget continues training, and the sweep of the changed models is redone.
+    from dataclasses import replace
+
+    from bench.quality import profiles
+
+    longer = replace(profile, train=replace(profile.train, steps=profile.train.steps + 2))
+    monkeypatch.setitem(profiles.PROFILES, "smoke", longer)
+    run_quality_profile("smoke", results)
+    again = read_measurements(results)
+    assert len(again) == rows
+    trained = again[(again["metric"] == "fid") & again["checkpoint"].str.startswith("checkpoints/")]
+    assert trained["checkpoint"].str.endswith(f"step_{profile.train.steps + 2:07d}.pt").all()
 
 
 @pytest.mark.slow

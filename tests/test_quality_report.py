@@ -105,6 +105,16 @@ def test_labels_say_which_features_were_used():
     assert "best FID |" in text and "paper FID" in text
 
 
+def test_failures_are_listed_not_hidden():
+    rows = _rows() + [{"model": "cunet-film", "dataset": "digits", "metric": "train_loss",
+                       "status": "failed", "cell": "train/digits/cunet-film",
+                       "error": "training stopped at step 7: the loss is nan"}]
+    frame = normalise(pd.DataFrame(rows))
+    ok = frame[frame["status"] == "ok"]
+    text = render_markdown(table1_data(ok), real_floor(ok), ok, frame[frame["status"] != "ok"])
+    assert "## Failed" in text and "cunet-film" in text and "the loss is nan" in text
+
+
 def test_write_quality_reports_from_a_results_dir(tmp_path):
     results = tmp_path / "results"
     MeasurementStore(results).add(_rows())

@@ -210,6 +210,12 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
         print(f"error: {error}", flush=True)
         return None
     if dist.is_main:
+        if result.resumed_from != result.step:
+            # The weights changed since any earlier sweep of this model: re-measure its cells.
+            prefixes = (f"quality/{dataset}/{plan.name}/trained/",
+                        f"time/quality/{dataset}/{plan.name}/trained/")
+            store.drop_cells([c for c in store.done_cells() if c.startswith(prefixes)])
+            store.save()
         log = config.out / "loss.csv"
         if log.is_file():
             target = out_dir / "training" / f"{dataset}-{plan.name}.csv"
