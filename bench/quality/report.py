@@ -26,6 +26,10 @@ from bench.quality.sweep import REAL_DATA, UNTRAINED, cell_key, grid_file
 from bench.report import render
 from bench.report.data import load_results, ordered_models
 
+QUALITY_METRICS = frozenset({"fid", "kid_mean", "kid_std", "sample_time_s", "time_per_sample_s",
+                             "train_loss", "train_steps", "train_time_s", "params"})
+"""Every metric a quality profile writes (a results dir with `fid` rows is a quality dir)."""
+
 WITHIN = 0.05
 """'Within 5 % of the minimum': the fewest steps whose mean score is <= (1 + WITHIN) * best."""
 
