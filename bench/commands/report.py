@@ -13,8 +13,6 @@ from pathlib import Path
 from bench.errors import UsageError
 from bench.results import MEASUREMENTS, read_measurements
 
-QUALITY_METRICS = {"fid", "kid_mean", "kid_std"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, nargs="+", default=[Path("runs/quick")],
@@ -31,14 +29,14 @@ def write_reports(results_dirs: list[Path], out_dir: Path) -> list[Path]:
             raise UsageError(f"no {MEASUREMENTS} in {directory}: run 'python -m bench run' first "
                              "or pass --results DIR")
         metrics = set(read_measurements(directory)["metric"].dropna().astype(str))
-        if metrics - QUALITY_METRICS - {"train_loss", "sample_time_s"} or not metrics:
-            from bench.report import write_efficiency_reports
-
-            written += write_efficiency_reports(Path(directory), Path(out_dir))
-        if metrics & QUALITY_METRICS:
+        if metrics & {"fid", "kid_mean"}:  # a quality run (it also records params and timings)
             from bench.quality.report import write_quality_reports
 
             written += write_quality_reports(Path(directory), Path(out_dir))
+        else:
+            from bench.report import write_efficiency_reports
+
+            written += write_efficiency_reports(Path(directory), Path(out_dir))
     return written
 
 

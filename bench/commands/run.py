@@ -10,6 +10,7 @@ command resumes: finished cells are kept.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def execute(args: argparse.Namespace) -> int:
               f"{summary['failed_rows_now']} failed rows, {summary['wall_time_s']:.1f} s")
         for note in summary["notes"]:
             print(f"note: {note}")
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 draws the reports
+        return 0
     from bench.commands.report import write_reports
 
     written = write_reports([out], reports)
