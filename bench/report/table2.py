@@ -122,6 +122,16 @@ def table2_data(results: Results) -> Table2:
     return Table2(frame, failed, pd.DataFrame(used) if used else results.ok.iloc[0:0])
 
 
+def _is_continuous(model: str) -> bool:
+    """True for presets whose blocks are ODEs (unknown names count as continuous: 'not measured')."""
+    import models
+
+    try:
+        return not isinstance(models.preset_config(model), models.UNetConfig)
+    except ValueError:
+        return True
+
+
 def _cells(table: Table2, blank: str) -> tuple[list[str], list[list[str]]]:
     headers = ["model", "paper row"] + [c.header for c in COLUMNS] + [MEMORY_HEADER]
     rows = []
@@ -135,6 +145,8 @@ def _cells(table: Table2, blank: str) -> tuple[list[str], list[list[str]]]:
                     text = blank
                 elif (model, column.metric) in table.failed:
                     text = FAILED
+                elif column.metric == "nfe" and not _is_continuous(model):
+                    text = "n/a (no ODE)"
                 else:
                     text = NOT_MEASURED
             cells.append(text)
