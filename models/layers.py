@@ -51,7 +51,25 @@ class RMSNorm2d(nn.Module):
         return F.normalize(x, dim=1) * self.gain * self.scale
 
 
-class FullAttention(nn.Module):
+class _HeadedAttention(nn.Module):
+    """Shared part of both attentions: RMSNorm, a bias-free 1x1 qkv projection split into heads,
+    and `to_out` (set by the subclass)."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int) -> None:
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        self.inner = heads * dim_head
+        self.norm = RMSNorm2d(channels)
+        self.to_qkv = nn.Conv2d(channels, self.inner * 3, 1, bias=False)
+
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of shape (b, heads, dim_head, positions)."""
+        b, _, h, w = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w).unbind(1)
+        return q, k, v
+
+
+class FullAttention(_HeadedAttention):
     """Multi-head softmax attention over all positions, pre-normed with RMSNorm.
 
     The matrix products are written with `torch.matmul` so that fvcore and torch's flop counter
@@ -59,43 +77,34 @@ class FullAttention(nn.Module):
     """
 
     def __init__(self, channels: int, heads: int = 4, dim_head: int = 32) -> None:
-        super().__init__()
-        self.heads, self.dim_head = heads, dim_head
-        inner = heads * dim_head
-        self.norm = RMSNorm2d(channels)
-        self.to_qkv = nn.Conv2d(channels, inner * 3, 1, bias=False)
-        self.to_out = nn.Conv2d(inner, channels, 1)
+        super().__init__(channels, heads, dim_head)
+        self.to_out = nn.Conv2d(self.inner, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w).unbind(1)
+        q, k, v = self.qkv(x)
         q = q * self.dim_head**-0.5
         weights = torch.matmul(q.transpose(-1, -2), k).softmax(dim=-1)  # (b, heads, n, n)
         out = torch.matmul(weights, v.transpose(-1, -2))  # (b, heads, n, d)
-        out = out.transpose(-1, -2).reshape(b, self.heads * self.dim_head, h, w)
-        return self.to_out(out)
+        return self.to_out(out.transpose(-1, -2).reshape(b, self.inner, h, w))
 
 
-class LinearAttention(nn.Module):
+class LinearAttention(_HeadedAttention):
     """Linear attention (softmax over features for q, over positions for k), RMSNorm before and
     after the output projection: cost linear in the number of positions."""
 
     def __init__(self, channels: int, heads: int = 4, dim_head: int = 32) -> None:
-        super().__init__()
-        self.heads, self.dim_head = heads, dim_head
-        inner = heads * dim_head
-        self.norm = RMSNorm2d(channels)
-        self.to_qkv = nn.Conv2d(channels, inner * 3, 1, bias=False)
-        self.to_out = nn.Sequential(nn.Conv2d(inner, channels, 1), RMSNorm2d(channels))
+        super().__init__(channels, heads, dim_head)
+        self.to_out = nn.Sequential(nn.Conv2d(self.inner, channels, 1), RMSNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, self.heads, self.dim_head, h * w).unbind(1)
+        q, k, v = self.qkv(x)
         q = q.softmax(dim=-2) * self.dim_head**-0.5
         k = k.softmax(dim=-1)
         context = torch.matmul(k, v.transpose(-1, -2))  # (b, heads, d, e)
         out = torch.matmul(context.transpose(-1, -2), q)  # (b, heads, e, n)
-        return self.to_out(out.reshape(b, self.heads * self.dim_head, h, w))
+        return self.to_out(out.reshape(b, self.inner, h, w))
 
 
 class Residual(nn.Module):
