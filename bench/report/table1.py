@@ -122,8 +122,13 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         if is_number(threads):
             used = used[used["threads"] == threads]
         title = f"{device}" + (f", {int(threads)} threads" if is_number(threads) else "")
-        out += [f"## {title}", "", f"Measured at: {context_line(used)}; sampler "
-                f"{', '.join(unique_text(used['sampler'])) or 'not recorded'}.", ""]
+        if used.empty:
+            context = ("This run measured no time per sample (metric `sample_time_s`); the `paper` "
+                       "profile does: `python -m bench run --profile paper`. Paper values only.")
+        else:
+            context = (f"Measured at: {context_line(used)}; sampler "
+                       f"{', '.join(unique_text(used['sampler'])) or 'not recorded'}.")
+        out += [f"## {title}", "", context, ""]
         rows = []
         for record in section.to_dict("records"):
             rows.append([record["dataset"],
