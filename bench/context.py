@@ -20,6 +20,9 @@ DISTRIBUTIONS = {
     "numpy": "numpy",
 }
 REPO_ROOT = Path(__file__).resolve().parents[1]
+THREADING_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES", "GOMP_SPINCOUNT",
+                 "KMP_BLOCKTIME", "KMP_AFFINITY", "MKL_NUM_THREADS")
+"""Environment variables that change CPU timings (OpenMP/MKL thread pools); recorded when set."""
 
 
 def package_versions() -> dict[str, str | None]:
@@ -85,6 +88,7 @@ def run_context() -> dict[str, Any]:
         "cpu_count_physical": physical,
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(),
+        "threading_env": {k: os.environ[k] for k in THREADING_ENV if k in os.environ},
         "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
         "timestamp_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -11,8 +11,8 @@ from bench.commands.check import parse_overrides, parse_value
 from bench.errors import UsageError
 from bench.gate import compare as cmp
 from bench.gate.table import findings_table, format_change, format_value, render
-from bench.gate.timing import paired_ratios, round_orders
 from bench.measure.allocator import steady_allocator
+from bench.measure.interleaved import paired_ratios, round_orders
 
 
 @pytest.mark.parametrize("now, verdict", [(100, "ok"), (101, "regressed"), (99, "changed"),

@@ -30,8 +30,9 @@ cunet = {{ width = 2 }}
 
 [latency]
 warmup = 1
-min_repeats = 3
-max_repeats = 5
+calls_per_round = 2
+min_rounds = 2
+max_rounds = 3
 budget_s = 0.05
 
 [sampling]
@@ -80,6 +81,11 @@ def test_run_writes_tidy_rows_with_context(tiny_run):
     medians = latency[latency["stat"] == "median"]["value"]
     p90 = latency[latency["stat"] == "p90"]["value"]
     assert (medians.to_numpy() <= p90.to_numpy()).all()
+    # Both models of a batch size are timed in ONE cell, with same-run ratios to unet.
+    assert latency.groupby("batch_size")["cell"].nunique().to_dict() == {1: 1, 2: 1}
+    ratios = frame[frame["metric"] == "latency_ratio"].set_index(["batch_size", "model"])["value"]
+    assert ratios[(1, "unet")] == 1.0 and ratios[(2, "unet")] == 1.0 and ratios[(1, "cunet")] > 0
+    assert set(frame.loc[frame["metric"] == "latency_ratio", "unit"]) == {"x unet"}
     env = json.loads((out / "environment.json").read_text())
     assert env["wall_time_s"] > 0 and env["threads"] == 1 and env["environment"]["versions"]["torch"]
 
@@ -154,6 +160,8 @@ def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     [({'"cunet"]': '"cunet", "vit"]'}, "unknown model vit"),
      ({"[matrix]": "[matrix]\nthreads_x = 1"}, "unknown key(s) threads_x"),
      ({"[latency]": "[latency]\nrepeats = 1"}, "[latency] takes only"),
+     ({"[latency]": "[latency]\nreference = 'cunet-attn5'"}, "reference 'cunet-attn5' is not among"),
+     ({"min_rounds = 2": "min_rounds = 9"}, "min_rounds (9) exceeds max_rounds (3)"),
      ({"resolutions = [32]": "resolutions = [40]"}, "cannot take 40x40"),
      ({"batch_sizes = [1, 2]": "batch_sizes = [0]"}, "positive integers")],
 )

@@ -18,7 +18,7 @@ from bench.errors import UsageError
 from bench.gate.baseline import DEFAULT_BASELINE
 from bench.gate.run import CheckResult, GateOptions, UpdateResult, run_check, run_update
 from bench.gate.table import changes_table, findings_table, summary_table
-from bench.gate.timing import LatencyPlan
+from bench.measure.interleaved import InterleavePlan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="change a preset's configuration for this run only, e.g. "
                              "cunet:num_filters=17 (what-if runs and tests; repeatable)")
-    parser.add_argument("--rounds", type=int, default=LatencyPlan.rounds, metavar="N",
-                        help=f"interleaved latency rounds (default {LatencyPlan.rounds}); more "
+    parser.add_argument("--rounds", type=int, default=InterleavePlan.min_rounds, metavar="N",
+                        help=f"interleaved latency rounds (default {InterleavePlan.min_rounds}); more "
                              "rounds, steadier ratios")
 
 
@@ -82,7 +82,7 @@ def options_from(args: argparse.Namespace) -> GateOptions:
     return GateOptions(
         baseline=args.baseline, tolerance_pct=args.tolerance, reference=args.reference,
         models=models, skip_latency=args.skip_latency, overrides=parse_overrides(args.override),
-        plan=LatencyPlan(rounds=args.rounds),
+        plan=InterleavePlan(min_rounds=args.rounds, max_rounds=args.rounds),
     )
 
 

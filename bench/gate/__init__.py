@@ -2,7 +2,6 @@
 
 - `baseline`: read/validate/write the baseline CSV (tidy measurements format, one context).
 - `counts`: the deterministic counts, measured with the matrix's cells.
-- `timing`: per-call latency of several models in one interleaved run, as paired ratios.
 - `compare`: pure verdicts (exact counts, latency ratios within a tolerance).
 - `run`: one gate run (check or update); `table`: the text tables it prints.
 """

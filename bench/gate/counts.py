@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from bench.errors import UsageError
+from bench.errors import UsageError, failure_reason
 from bench.gate.baseline import Context
 from bench.gate.compare import COUNT_METRICS
 from bench.matrix.cells import Cell, expand
@@ -57,9 +57,8 @@ def _nfe_rows(spec: MatrixSpec, cell: Cell) -> list[Row]:
         count = compute.call_nfe(build_model(spec, cell.model),
                                  (spec.channels, cell.resolution, cell.resolution))
     except (RuntimeError, ValueError, UsageError, ModelInputError, MemoryError) as error:
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         return [{"metric": "nfe", "value": None, "unit": METRICS["nfe"], "stat": "value",
-                 "status": "failed", "error": reason[:300]}]
+                 "status": "failed", "error": failure_reason(error)}]
     if count is None:
         return []
     return [{"metric": "nfe", "value": count.total, "unit": METRICS["nfe"], "stat": "value",

@@ -23,10 +23,10 @@ from bench.gate.baseline import (
     write_baseline,
 )
 from bench.gate.counts import context_columns, count_cells, gate_spec, measure_counts
-from bench.gate.timing import InterleavedLatency, LatencyPlan, interleaved_latency
 from bench.matrix.cells import Cell
 from bench.matrix.measure_cells import build_model
 from bench.matrix.spec import MatrixSpec, available_threads
+from bench.measure.interleaved import InterleavedLatency, InterleavePlan, interleaved_latency
 
 Row = dict[str, Any]
 DEFAULT_REFERENCE = "unet"
@@ -49,7 +49,7 @@ class GateOptions:
     skip_latency: bool = False
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Model -> config overrides applied to this run only (what-if runs and tests); never stored."""
-    plan: LatencyPlan = LatencyPlan()
+    plan: InterleavePlan = InterleavePlan()
 
 
 @dataclass
@@ -100,7 +100,7 @@ def _known_models(names: tuple[str, ...]) -> list[str]:
 
 
 def _measure(spec: MatrixSpec, cells: list[Cell], latency_models: list[str], reference: str,
-             plan: LatencyPlan, context: Context) -> Measured:
+             plan: InterleavePlan, context: Context) -> Measured:
     env = run_context()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     started = time.perf_counter()
@@ -110,14 +110,14 @@ def _measure(spec: MatrixSpec, cells: list[Cell], latency_models: list[str], ref
     if latency_models:
         started = time.perf_counter()
         latency = _time(spec, latency_models, reference, plan, context)
-        rows += _latency_rows(spec, latency, env, stamp)
+        rows += _latency_rows(spec, latency, reference, env, stamp)
         seconds["latency"] = time.perf_counter() - started
     values = {(r["model"], r["metric"]): float(r["value"]) for r in rows if r["status"] == "ok"}
     errors = {(r["model"], r["metric"]): str(r.get("error")) for r in rows if r["status"] != "ok"}
     return Measured(rows, values, errors, seconds, latency)
 
 
-def _time(spec: MatrixSpec, names: list[str], reference: str, plan: LatencyPlan,
+def _time(spec: MatrixSpec, names: list[str], reference: str, plan: InterleavePlan,
           context: Context) -> InterleavedLatency:
     timed = names if reference in names else [reference, *names]
     # Keep our own references: the matrix's model cache holds only two models.
@@ -128,9 +128,10 @@ def _time(spec: MatrixSpec, names: list[str], reference: str, plan: LatencyPlan,
     )
 
 
-def _latency_rows(spec: MatrixSpec, latency: InterleavedLatency, env: Mapping[str, Any],
-                  stamp: str) -> list[Row]:
+def _latency_rows(spec: MatrixSpec, latency: InterleavedLatency, reference_name: str,
+                  env: Mapping[str, Any], stamp: str) -> list[Row]:
     plan = latency.plan
+    rounds = latency.rounds
     rows = []
     for name, ratio in latency.ratios.items():
         cell = Cell("latency_ms", ("latency_ms",), name, device=spec.devices[0],
@@ -140,17 +141,25 @@ def _latency_rows(spec: MatrixSpec, latency: InterleavedLatency, env: Mapping[st
                   "timestamp": stamp}
         rows.append({
             **common, "metric": cmp.LATENCY_RATIO, "value": round(ratio, 5),
-            "unit": f"{RATIO_UNIT_PREFIX}{latency.reference}", "n": plan.rounds,
-            "method": (f"median over {plan.rounds} interleaved rounds of (median of {plan.calls} "
+            "unit": f"{RATIO_UNIT_PREFIX}{latency.reference}", "n": rounds,
+            "method": (f"median over {rounds} interleaved rounds of (median of {plan.calls} "
                        f"calls / {latency.reference}'s median in the same round); warm-up "
                        f"{plan.warmup} per round; inference_mode"),
         })
         rows.append({
             **common, "metric": cmp.LATENCY_MS, "value": round(latency.median_ms[name], 4),
-            "unit": "ms", "n": plan.rounds * plan.calls,
-            "method": (f"median over {plan.rounds} rounds of the median of {plan.calls} calls; "
+            "unit": "ms", "n": rounds * plan.calls,
+            "method": (f"median over {rounds} rounds of the median of {plan.calls} calls; "
                        "information only, not gated"),
         })
+    for name in [*latency.failed, *(latency.stats if latency.reference is None else [])]:
+        reason = (latency.failed.get(name)
+                  or f"reference {reference_name} failed: {latency.failed[reference_name]}")
+        context = context_columns(spec, name, env, batch_size=spec.batch_sizes[0], cell="latency")
+        rows += [{**context, "metric": metric, "value": None, "unit": unit, "stat": "median",
+                  "status": "failed", "error": reason, "timestamp": stamp}
+                 for metric, unit in ((cmp.LATENCY_RATIO, RATIO_UNIT_PREFIX + reference_name),
+                                      (cmp.LATENCY_MS, "ms"))]
     return rows
 
 
@@ -201,7 +210,7 @@ def run_check(options: GateOptions) -> CheckResult:
     return CheckResult(findings, measured, names, reference if latency_models else None, notes)
 
 
-def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: str, plan: LatencyPlan,
+def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: str, plan: InterleavePlan,
                      context: Context, tolerance: float, measured: Measured) -> list[cmp.Finding]:
     """Re-time the models whose ratio is out of tolerance (with the reference) once more, and keep
     a failure only if the second run confirms it (`compare.confirm`)."""
@@ -215,9 +224,10 @@ def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: s
     confirmed = []
     for finding in findings:
         if finding.metric == cmp.LATENCY_RATIO and finding.model in suspects:
-            second = cmp.compare_ratio(finding.model, finding.baseline, again.ratios[finding.model],
-                                       tolerance)
-            finding = cmp.confirm(finding, second)
+            if finding.model in again.ratios:
+                second = cmp.compare_ratio(finding.model, finding.baseline,
+                                           again.ratios[finding.model], tolerance)
+                finding = cmp.confirm(finding, second)
         confirmed.append(finding)
     return confirmed
 

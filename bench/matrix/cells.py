@@ -1,7 +1,9 @@
 """Expand a matrix description into cells: the unit of measurement, of resuming and of failure.
 
 A cell measures one group of metrics for one model in one context; its `key` is stable across runs,
-so a resumed run skips cells whose rows are already in measurements.csv.
+so a resumed run skips cells whose rows are already in measurements.csv. The exception is latency:
+one cell times every model of the matrix in one context round-robin (`bench.measure.interleaved`),
+so that the models' times, and their ratios, come from the same stretch of machine load.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ class Cell:
     batch_size: int | None = None
     dtype: str = "float32"
     steps: int | None = None
+    members: tuple[str, ...] = ()
+    """The models of a cell that measures several together (latency); empty otherwise."""
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model this cell measures."""
+        return self.members or (self.model,)
 
     @property
     def key(self) -> str:
@@ -65,6 +74,13 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
         if group == "peak_gflops":
             cells += [Cell(group, metrics, "machine", device=d) for d in devices]
             continue
+        if group == "latency_ms":
+            members = tuple(spec.models)
+            cells += [Cell(group, metrics, "+".join(members), device=d, resolution=r, batch_size=b,
+                           dtype=t, members=members)
+                      for d in devices for t in spec.dtypes
+                      for r in spec.resolutions for b in spec.batch_sizes]
+            continue
         for model in spec.models:
             continuous = models.preset_config(model).__class__.__name__ == "CUNetConfig"
             if group == "nfe" and not continuous:
@@ -77,10 +93,6 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
             elif group in ("peak_infer_mib", "peak_train_mib"):
                 cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b)
                           for d in devices for r in spec.resolutions for b in spec.batch_sizes]
-            elif group == "latency_ms":
-                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t)
-                          for d in devices for t in spec.dtypes
-                          for r in spec.resolutions for b in spec.batch_sizes]
             elif group == "sample_time_s":
                 cells += [Cell(group, metrics, model, device=d, resolution=_paper_resolution(spec),
                                batch_size=spec.sampling.batch, steps=s)

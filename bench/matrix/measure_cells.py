@@ -12,8 +12,8 @@ import torch
 import models
 from bench.checkpoint import checkpoint_mib
 from bench.matrix.cells import Cell
-from bench.matrix.spec import METRICS, MatrixSpec
-from bench.measure import compute, latency, machine, memory, params, sampling
+from bench.matrix.spec import METRICS, LatencySettings, MatrixSpec
+from bench.measure import compute, interleaved, machine, memory, params, sampling
 
 Row = dict[str, Any]
 
@@ -23,13 +23,22 @@ def _cached_model(name: str, overrides: tuple[tuple[str, Any], ...]) -> torch.nn
     return models.build(name, **dict(overrides)).eval()
 
 
-def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
-    """The preset with the matrix's overrides (cached: counters do not modify the model)."""
+def _overrides(spec: MatrixSpec, name: str, **extra: Any) -> tuple[tuple[str, Any], ...]:
     overrides = {**spec.overrides.get(name, {}), **extra}
     if spec.channels != 3:
         overrides.setdefault("channels", spec.channels)
     frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return _cached_model(name, tuple(sorted(frozen.items())))
+    return tuple(sorted(frozen.items()))
+
+
+def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
+    """The preset with the matrix's overrides (cached: counters do not modify the model)."""
+    return _cached_model(name, _overrides(spec, name, **extra))
+
+
+def fresh_model(spec: MatrixSpec, name: str) -> torch.nn.Module:
+    """A new instance of the preset with the matrix's overrides (eval mode, not cached)."""
+    return models.build(name, **dict(_overrides(spec, name))).eval()
 
 
 def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None]:
@@ -40,8 +49,14 @@ def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None]:
 
 
 def _row(cell: Cell, metric: str, value: Any, *, stat: str = "value", **extra: Any) -> Row:
-    return {"metric": metric, "value": value, "unit": METRICS.get(metric, extra.pop("unit", "")),
-            "stat": stat, "status": "ok", **extra}
+    unit = extra.pop("unit", "")
+    return {"metric": metric, "value": value, "unit": METRICS.get(metric, unit), "stat": stat,
+            "status": "ok", **extra}
+
+
+def _failed(cell: Cell, metric: str, reason: str, **extra: Any) -> Row:
+    return {"metric": metric, "value": None, "unit": METRICS.get(metric, ""), "stat": "value",
+            "status": "failed", "error": reason, **extra}
 
 
 def _shape(spec: MatrixSpec, cell: Cell) -> tuple[int, int, int]:
@@ -128,18 +143,48 @@ def measure_peak_train(spec: MatrixSpec, cell: Cell) -> list[Row]:
     return _memory(spec, cell, "train", "peak_train_mib")
 
 
-def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
-    settings = spec.latency
-    result = latency.denoiser_latency(
-        build_model(spec, cell.model), batch=cell.batch_size, channels=spec.channels,
-        resolution=cell.resolution, device=cell.device, dtype=getattr(torch, cell.dtype),
-        threads=spec.threads, warmup=settings.warmup, min_repeats=settings.min_repeats,
-        max_repeats=settings.max_repeats, budget_s=settings.budget_s,
+def latency_plan(settings: LatencySettings, n_models: int) -> interleaved.InterleavePlan:
+    return interleaved.InterleavePlan(
+        min_rounds=settings.min_rounds, max_rounds=settings.max_rounds,
+        calls=settings.calls_per_round, budget_s=settings.budget_s * n_models,
+        initial_warmup=settings.warmup,
     )
-    s = result.stats
-    method = f"{s.timer}; warm-up {settings.warmup}; inference_mode"
-    return [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=method)
-            for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
+
+
+def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
+    """All the cell's models timed round-robin; per model median/p90/min over its calls, and its
+    same-run ratio to the reference model."""
+    names = list(cell.models)
+    reference = spec.latency.reference_for(names)
+    # Fresh models, not the two-entry cache: all of them are alive at once here.
+    nets = {name: fresh_model(spec, name) for name in names}
+    result = interleaved.interleaved_latency(
+        nets, reference, plan=latency_plan(spec.latency, len(names)), batch=cell.batch_size,
+        channels=spec.channels, resolution=cell.resolution, device=cell.device,
+        dtype=getattr(torch, cell.dtype), threads=spec.threads,
+    )
+    how = (f"{result.stats[names[0]].timer if result.stats else 'timer'}; {len(result.stats)} models "
+           f"round-robin, {result.rounds} rounds x {spec.latency.calls_per_round} calls; warm-up "
+           f"{spec.latency.warmup}; inference_mode") if result.stats else ""
+    rows: list[Row] = []
+    for name in names:
+        if name in result.failed:
+            rows += [_failed(cell, metric, result.failed[name], model=name)
+                     for metric in ("latency_ms", "latency_ratio")]
+            continue
+        s = result.stats[name]
+        rows += [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how,
+                      model=name)
+                 for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
+        if result.reference is None:
+            rows.append(_failed(cell, "latency_ratio", f"reference {reference} failed: "
+                                f"{result.failed[reference]}", model=name))
+        else:
+            rows.append(_row(cell, "latency_ratio", result.ratios[name], unit=f"x {reference}",
+                             stat="median", counter="wall clock", n=result.rounds, model=name,
+                             method=f"median over rounds of (round median / {reference}'s round "
+                                    f"median in the same round); {how}"))
+    return rows
 
 
 def measure_sample_time(spec: MatrixSpec, cell: Cell) -> list[Row]:

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from bench.context import run_context
-from bench.errors import UsageError
+from bench.errors import UsageError, failure_reason
 from bench.matrix.cells import Cell, expand
 from bench.matrix.measure_cells import MEASURERS, solver_of
 from bench.matrix.spec import METRICS, MatrixSpec
@@ -26,10 +26,10 @@ from bench.results import MeasurementStore, atomic_write_text
 ENVIRONMENT = "environment.json"
 
 
-def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any]) -> dict[str, Any]:
-    solver, solver_steps = solver_of(spec, cell.model) if cell.model != "machine" else (None, None)
+def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: str) -> dict[str, Any]:
+    solver, solver_steps = solver_of(spec, model) if model != "machine" else (None, None)
     return {
-        "model": cell.model, "device": cell.device, "batch_size": cell.batch_size,
+        "model": model, "device": cell.device, "batch_size": cell.batch_size,
         "resolution": cell.resolution, "channels": spec.channels, "dtype": cell.dtype,
         "threads": spec.threads, "solver": solver, "solver_steps": solver_steps, "steps": cell.steps,
         "seed": spec.seed, "cell": cell.key, "profile": spec.name,
@@ -55,11 +55,11 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
         try:
             return MEASURERS[cell.group](spec, cell)
         except Exception as error:  # noqa: BLE001 - any failure of one cell must not stop the run
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+            reason = failure_reason(error)
             if cell.device == "cuda":
                 torch.cuda.empty_cache()
-    return [{"metric": m, "value": None, "unit": METRICS[m], "stat": "value", "status": "failed",
-             "error": reason} for m in cell.metrics]
+    return [{"model": model, "metric": m, "value": None, "unit": METRICS[m], "stat": "value",
+             "status": "failed", "error": reason} for model in cell.models for m in cell.metrics]
 
 
 def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
@@ -82,9 +82,9 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
     bar = tqdm(todo, desc=spec.name, unit="cell", disable=not progress, dynamic_ncols=True)
     for cell in bar:
         bar.set_postfix_str(cell.key, refresh=True)
-        context = _context_columns(spec, cell, env)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        rows = [{**context, **row, "timestamp": stamp} for row in measure_cell(spec, cell)]
+        rows = [{**_context_columns(spec, cell, env, row.get("model", cell.model)), **row,
+                 "timestamp": stamp} for row in measure_cell(spec, cell)]
         failures += sum(r["status"] == "failed" for r in rows)
         store.add(rows)
     bar.close()

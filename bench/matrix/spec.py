@@ -40,10 +40,37 @@ DEVICES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class LatencySettings:
+    """How the latency cells time the models round-robin (see `bench.measure.interleaved`)."""
+
     warmup: int = 3
-    min_repeats: int = 15
-    max_repeats: int = 60
+    """Untimed calls of every model before the first round."""
+    calls_per_round: int = 3
+    """Timed calls of each model in every round."""
+    min_rounds: int = 5
+    max_rounds: int = 20
     budget_s: float = 2.0
+    """Timed seconds per model: no new round starts once `min_rounds` are done and the cell has
+    spent budget_s x (number of models)."""
+    reference: str = "unet"
+    """The model the same-run ratios are taken to (the matrix's first model if it is absent)."""
+
+    def __post_init__(self) -> None:
+        for name in ("calls_per_round", "min_rounds", "max_rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"[latency] {name} must be a positive integer, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise UsageError(f"[latency] warmup must be a non-negative integer, got {self.warmup!r}")
+        if self.min_rounds > self.max_rounds:
+            raise UsageError(f"[latency] min_rounds ({self.min_rounds}) exceeds max_rounds "
+                             f"({self.max_rounds})")
+        if not isinstance(self.budget_s, int | float) or not self.budget_s >= 0:
+            raise UsageError(f"[latency] budget_s must be >= 0 seconds, got {self.budget_s!r}")
+        if not isinstance(self.reference, str):
+            raise UsageError(f"[latency] reference must be a model name, got {self.reference!r}")
+
+    def reference_for(self, model_names: list[str]) -> str:
+        return self.reference if self.reference in model_names else model_names[0]
 
 
 @dataclass(frozen=True)
@@ -167,6 +194,9 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         for resolution in resolutions:
             models.check_resolution(model, resolution, **overrides.get(model, {}))
     latency = LatencySettings(**_table(raw, "latency", LatencySettings))
+    if "reference" in raw.get("latency", {}) and latency.reference not in model_names:
+        raise UsageError(f"[latency] reference '{latency.reference}' is not among matrix.models; "
+                         f"use one of {', '.join(model_names)}")
     sampling_raw = _table(raw, "sampling", SamplingSettings)
     sampling = SamplingSettings(**sampling_raw)
     if "sample_time_s" in metrics and not sampling.steps:

@@ -97,7 +97,7 @@ def measure_latency(
         raise UsageError(f"time budget must be >= 0 seconds, got {budget_s!r}")
     for _ in range(warmup):
         fn()
-    timed = _cuda_timed if dev.type == "cuda" else _cpu_timed
+    timed = timer_for(dev)
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_repeats:
@@ -105,6 +105,11 @@ def measure_latency(
         if len(times) >= min_repeats and time.perf_counter() - start >= budget_s:
             break
     return stats_of(times, "cuda-event" if dev.type == "cuda" else "perf_counter")
+
+
+def timer_for(dev: torch.device) -> Callable[[Callable[[], Any], torch.device], float]:
+    """The per-call timer of a device: milliseconds of one `fn()` (CUDA events on a GPU)."""
+    return _cuda_timed if dev.type == "cuda" else _cpu_timed
 
 
 def _cpu_timed(fn: Callable[[], Any], _dev: torch.device) -> float:
