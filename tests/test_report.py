@@ -19,6 +19,7 @@ from bench.report import (
     achieved_data,
     figure4_data,
     latency_data,
+    latency_table_data,
     load_results,
     table1_time_data,
     table2_data,
@@ -81,6 +82,11 @@ def full_rows() -> list[dict[str, object]]:
             for stat, factor in (("median", 1.0), ("p90", 1.1), ("min", 0.95)):
                 rows.append(row(model, "latency_ms", synthetic_latency(model, batch, 64) * factor, "ms",
                                 stat=stat, batch_size=batch, resolution=64))
+            rows.append(row(model, "latency_ratio", synthetic_latency(model, batch, 64)
+                            / synthetic_latency("unet", batch, 64), "x unet", stat="median",
+                            batch_size=batch, resolution=64))
+            rows.append(row(model, "latency_calibrated", synthetic_latency(model, batch, 64) / 7.0,
+                            "x calibration-kernel", stat="median", batch_size=batch, resolution=64))
         for resolution in (32, 128):
             rows.append(row(model, "latency_ms", synthetic_latency(model, 1, resolution), "ms",
                             stat="median", batch_size=1, resolution=resolution))
@@ -91,6 +97,9 @@ def full_rows() -> list[dict[str, object]]:
                 rows.append(row(model, "sample_time_s", value, "s", stat=stat, steps=steps,
                                 sampler="ddpm", **AT_64))
     rows.append(row("machine", "peak_gflops", 250.0, "GFLOP/s", stat="median"))
+    for batch in (1, 2, 4):
+        rows.append(row("calibration-kernel", "latency_ms", 7.0, "ms", stat="median", batch_size=batch,
+                        resolution=64))
     return rows
 
 
@@ -125,7 +134,8 @@ def test_writes_every_report(full_run: tuple[Path, list[Path]]) -> None:
     names = {p.name for p in paths}
     expected = {"table2.md", "table2.tex", "table2.csv", "figure4.png", "figure4.pdf", "figure4.csv",
                 "table1_time.md", "table1_time.csv", "latency_vs_batch.png", "latency_vs_resolution.png",
-                "achieved_gflops.png", "latency.csv", "achieved_gflops.csv"}
+                "achieved_gflops.png", "latency.csv", "achieved_gflops.csv", "latency.md",
+                "latency_table.csv"}
     assert expected <= names
     for path in paths:
         assert path.is_file() and path.stat().st_size > 0, path
@@ -234,6 +244,28 @@ def test_latency_and_achieved_fraction(full_run: tuple[Path, list[Path]]) -> Non
     assert point["fraction_of_peak"] == pytest.approx(expected / 250.0)
     # No flops_torch at 32 or 128 pixels: those latency points have no achieved rate.
     assert set(achieved["resolution"]) == {64}
+
+
+def test_latency_table_has_same_run_ratios_and_the_authors_latency(
+        full_run: tuple[Path, list[Path]]) -> None:
+    results, _ = full_run
+    data = latency_table_data(load_results(results))
+    at_paper = data[(data["batch_size"] == 1) & (data["resolution"] == 64)].set_index("model")
+    assert at_paper.loc["cunet", "ratio"] == pytest.approx(2.0)
+    assert at_paper.loc["cunet", "ratio_to"] == "unet"
+    assert at_paper.loc["unet", "authors_ms"] == 60.0
+    assert at_paper.loc["cunet", "authors_ratio"] == pytest.approx(39 / 60)
+    assert at_paper.loc["cunet-attn5", "ours_over_authors"] == pytest.approx(
+        synthetic_latency("cunet-attn5", 1, 64) / 69)
+    # The authors' numbers are batch 1 at 64x64 on a CPU: nothing to compare elsewhere.
+    elsewhere = data[(data["batch_size"] == 4) | (data["resolution"] != 64)]
+    assert elsewhere["authors_ms"].isna().all() and len(elsewhere) > 0
+    assert at_paper.loc["cunet", "calibrated"] == pytest.approx(6.0 / 7.0)
+    assert (at_paper["kernel_median_ms"] == 7.0).all() and "calibration-kernel" not in data["model"].values
+    markdown = (results / "reports" / "latency.md").read_text()
+    assert "Calibration kernel, median ms per call in the same rounds: 7.00 (64 px, batch 1)" in markdown
+    assert "round-robin" in markdown and "2.000 x unet" in markdown
+    assert "## cpu, float32, 2 threads" in markdown
 
 
 def test_partial_and_failed_data_say_not_measured(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+import models
 from bench.context import run_context
 from bench.errors import UsageError, failure_reason
 from bench.matrix.cells import Cell, expand
@@ -27,7 +28,7 @@ ENVIRONMENT = "environment.json"
 
 
 def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: str) -> dict[str, Any]:
-    solver, solver_steps = solver_of(spec, model) if model != "machine" else (None, None)
+    solver, solver_steps = solver_of(spec, model) if model in models.available() else (None, None)
     return {
         "model": model, "device": cell.device, "batch_size": cell.batch_size,
         "resolution": cell.resolution, "channels": spec.channels, "dtype": cell.dtype,

@@ -31,3 +31,9 @@ def table2() -> pd.DataFrame:
 def figure4() -> pd.DataFrame:
     """model, paper_label, params."""
     return pd.read_csv(_HERE / "paper_figure4.csv")
+
+
+def authors_latency() -> pd.DataFrame:
+    """model, latency_ms, threads, batch_size, resolution: PAPER.md section 2's per-call CPU
+    latency of the authors' implementation (not a number the paper itself prints)."""
+    return pd.read_csv(_HERE / "authors_latency.csv")

@@ -1,6 +1,6 @@
-"""Efficiency reports drawn only from a run's CSVs: Table 2, Figure 4, Table 1's time column and
-latency / achieved-compute plots. Nothing here measures; a partial or failed run gives reports that
-say "not measured" or "failed" where data is missing.
+"""Efficiency reports drawn only from a run's CSVs: Table 2, Figure 4, Table 1's time column, the
+latency table and latency / achieved-compute plots. Nothing here measures; a partial or failed run
+gives reports that say "not measured" or "failed" where data is missing.
 
 Each report is a pair: a pure data-shaping function (`*_data`, a frame in, a frame out, tested on
 its own) and a small writer that renders it.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.report.data import Results, load_results
 from bench.report.figure4 import figure4_data, write_figure4
+from bench.report.latency_table import latency_table_data, write_latency_table
 from bench.report.plots import achieved_data, latency_data, write_plots
 from bench.report.table1 import table1_time_data, write_table1_time
 from bench.report.table2 import table2_data, write_table2
@@ -21,6 +22,7 @@ __all__ = [
     "achieved_data",
     "figure4_data",
     "latency_data",
+    "latency_table_data",
     "load_results",
     "table1_time_data",
     "table2_data",
@@ -38,6 +40,6 @@ def write_efficiency_reports(results_dir: Path, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for writer in (write_table2, write_figure4, write_table1_time, write_plots):
+    for writer in (write_table2, write_figure4, write_table1_time, write_latency_table, write_plots):
         paths += writer(results, out_dir)
     return paths

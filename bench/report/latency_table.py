@@ -1,0 +1,132 @@
+"""reports/latency.md: per-call latency of every model in every measured context, its same-run
+ratio to the reference model, and the authors' implementation's CPU latency beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench import paper_data
+from bench.report import render
+from bench.report.data import (
+    NOT_MEASURED,
+    Results,
+    context_line,
+    environment_lines,
+    fmt,
+    fmt_int,
+    is_number,
+    ordered_models,
+    unique_text,
+    where,
+)
+from bench.results import CALIBRATION_MODEL
+
+METRIC = "latency_ms"
+RATIO = "latency_ratio"
+CALIBRATED = "latency_calibrated"
+KEYS = ["device", "threads", "dtype", "resolution", "batch_size"]
+FRAME_COLUMNS = KEYS + ["model", "median_ms", "p90_ms", "min_ms", "n", "ratio", "ratio_to",
+                        "calibrated", "kernel_median_ms", "authors_ms", "authors_ratio",
+                        "ours_over_authors"]
+
+
+def _value(rows: pd.DataFrame, metric: str, stat: str) -> pd.Series | None:
+    chosen = rows[(rows["metric"] == metric) & (rows["stat"] == stat)]
+    return None if chosen.empty else chosen.sort_values("order").iloc[-1]
+
+
+def latency_table_data(results: Results) -> pd.DataFrame:
+    """One row per context and model with median/p90/min ms, calls, the same-run ratio and (where
+    the context is the authors': CPU, batch 1, 64x64) the authors' latency and ratio to U-Net."""
+    rows = results.ok[results.ok["metric"].isin([METRIC, RATIO, CALIBRATED])]
+    authors = paper_data.authors_latency().set_index("model")
+    records = []
+    for key, group in rows.groupby(KEYS, sort=True, dropna=False):
+        context = dict(zip(KEYS, key, strict=True))
+        kernel = _value(group[group["model"] == CALIBRATION_MODEL], METRIC, "median")
+        for model in ordered_models(set(group["model"]) - {CALIBRATION_MODEL}):
+            mine = group[group["model"] == model]
+            median, p90, low = (_value(mine, METRIC, s) for s in ("median", "p90", "min"))
+            ratio = _value(mine, RATIO, "median")
+            calibrated = _value(mine, CALIBRATED, "median")
+            record = {**context, "model": model,
+                      "median_ms": float("nan") if median is None else float(median["value"]),
+                      "p90_ms": float("nan") if p90 is None else float(p90["value"]),
+                      "min_ms": float("nan") if low is None else float(low["value"]),
+                      "n": float("nan") if median is None else median["n"],
+                      "ratio": float("nan") if ratio is None else float(ratio["value"]),
+                      "ratio_to": "" if ratio is None else str(ratio["unit"]).removeprefix("x "),
+                      "calibrated": float("nan") if calibrated is None else float(calibrated["value"]),
+                      "kernel_median_ms": float("nan") if kernel is None else float(kernel["value"]),
+                      "authors_ms": float("nan"), "authors_ratio": float("nan"),
+                      "ours_over_authors": float("nan")}
+            comparable = (context["device"] == "cpu" and context["batch_size"] == 1
+                          and context["resolution"] == 64)
+            if comparable and model in authors.index:
+                record["authors_ms"] = float(authors.loc[model, "latency_ms"])
+                record["authors_ratio"] = record["authors_ms"] / float(authors.loc["unet", "latency_ms"])
+                if is_number(record["median_ms"]):
+                    record["ours_over_authors"] = record["median_ms"] / record["authors_ms"]
+            records.append(record)
+    return pd.DataFrame.from_records(records, columns=FRAME_COLUMNS)
+
+
+def render_markdown(data: pd.DataFrame, results: Results) -> str:
+    out = ["# Latency per denoiser call", "",
+           "Every model of a context is timed round-robin in one run (each round times a few calls "
+           "of every model, in a rotated order), so the models' times come from the same stretch of "
+           "machine load. The ratio is the median over rounds of (model's round median / the "
+           "reference's round median of the same round): on a shared machine it is far steadier "
+           "than the absolute times. 'Calibrated' is the same ratio taken to a fixed reference "
+           "workload timed in the same rounds (`bench.measure.calibration`: 1.71 GMACs of 3x3 "
+           "convolutions and matrix products): the model's time in units of that kernel, which "
+           "does not move when the whole machine speeds up or slows down between runs.", ""]
+    if data.empty:
+        out += [f"This run measured no latency (metric `{METRIC}`).", ""]
+    headers = ["resolution", "batch", "model", "median ms", "p90 ms", "min ms", "calls",
+               "ratio (same run)", "calibrated (x kernel)", "authors' ms", "authors' ratio to U-Net",
+               "ours / authors'"]
+    for (device, threads, dtype), section in data.groupby(["device", "threads", "dtype"], sort=False,
+                                                           dropna=False):
+        used = where(results.ok, METRIC, device=device, dtype=dtype)
+        if is_number(threads):
+            used = used[used["threads"] == threads]
+        title = f"{device}, {dtype}" + (f", {int(threads)} threads" if is_number(threads) else "")
+        out += [f"## {title}", "", f"Measured at: {context_line(used)}; "
+                f"{'; '.join(unique_text(used['method'])[:1]) or 'method not recorded'}.", ""]
+        kernels = section.drop_duplicates(["resolution", "batch_size"])
+        kernels = kernels[kernels["kernel_median_ms"].map(is_number)]
+        if not kernels.empty:
+            out += ["Calibration kernel, median ms per call in the same rounds: " + ", ".join(
+                f"{fmt(k['kernel_median_ms'], 2)} ({fmt_int(k['resolution'])} px, batch "
+                f"{fmt_int(k['batch_size'])})" for k in kernels.to_dict("records")) + ".", ""]
+        rows = []
+        for r in section.to_dict("records"):
+            ratio = (f"{fmt(r['ratio'], 3)} x {r['ratio_to']}" if is_number(r["ratio"]) else NOT_MEASURED)
+            rows.append([fmt_int(r["resolution"]), fmt_int(r["batch_size"]), r["model"],
+                         fmt(r["median_ms"], 1) or NOT_MEASURED, fmt(r["p90_ms"], 1),
+                         fmt(r["min_ms"], 1), fmt_int(r["n"]), ratio, fmt(r["calibrated"], 3),
+                         fmt(r["authors_ms"], 0),
+                         fmt(r["authors_ratio"], 2), fmt(r["ours_over_authors"], 2)])
+        out += [render.markdown_table(headers, rows), ""]
+    out += [
+        "- Authors' ms: PAPER.md section 2's re-measurement of the authors' implementation on a "
+        "2-core x86 CPU (2 threads, batch 1, 64x64, inference mode, median of 15 after warm-up). "
+        "It was not measured in this run nor necessarily on this CPU, so 'ours / authors'' compares "
+        "machines as much as implementations; the two ratio columns (each model against a U-Net "
+        "timed on the same machine) are the like-for-like comparison.",
+        "- A failed model (say, out of memory at a large batch) has no row here; measurements.csv "
+        "holds its error.",
+        "", "<details><summary>Run environment</summary>", ""]
+    out += [f"    {line}" for line in environment_lines(results)]
+    out += ["", "</details>", ""]
+    return "\n".join(out)
+
+
+def write_latency_table(results: Results, out_dir: Path) -> list[Path]:
+    """reports/latency.md and latency_table.csv (latency.csv is the plots' data)."""
+    data = latency_table_data(results)
+    return [render.write_text(out_dir / "latency.md", render_markdown(data, results)),
+            render.write_csv(out_dir / "latency_table.csv", data)]
