@@ -26,9 +26,6 @@ COLUMNS = [
 """Column order of measurements.csv. `status` is 'ok' or 'failed' (then `error` says why)."""
 
 MEASUREMENTS = "measurements.csv"
-CALIBRATION_MODEL = "calibration-kernel"
-"""The `model` of the rows of the fixed workload timed beside the models
-(`bench.measure.calibration`); it is not a model, and reports keep it apart."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -85,8 +85,6 @@ def full_rows() -> list[dict[str, object]]:
             rows.append(row(model, "latency_ratio", synthetic_latency(model, batch, 64)
                             / synthetic_latency("unet", batch, 64), "x unet", stat="median",
                             batch_size=batch, resolution=64))
-            rows.append(row(model, "latency_calibrated", synthetic_latency(model, batch, 64) / 7.0,
-                            "x calibration-kernel", stat="median", batch_size=batch, resolution=64))
         for resolution in (32, 128):
             rows.append(row(model, "latency_ms", synthetic_latency(model, 1, resolution), "ms",
                             stat="median", batch_size=1, resolution=resolution))
@@ -97,9 +95,6 @@ def full_rows() -> list[dict[str, object]]:
                 rows.append(row(model, "sample_time_s", value, "s", stat=stat, steps=steps,
                                 sampler="ddpm", **AT_64))
     rows.append(row("machine", "peak_gflops", 250.0, "GFLOP/s", stat="median"))
-    for batch in (1, 2, 4):
-        rows.append(row("calibration-kernel", "latency_ms", 7.0, "ms", stat="median", batch_size=batch,
-                        resolution=64))
     return rows
 
 
@@ -260,10 +255,7 @@ def test_latency_table_has_same_run_ratios_and_the_authors_latency(
     # The authors' numbers are batch 1 at 64x64 on a CPU: nothing to compare elsewhere.
     elsewhere = data[(data["batch_size"] == 4) | (data["resolution"] != 64)]
     assert elsewhere["authors_ms"].isna().all() and len(elsewhere) > 0
-    assert at_paper.loc["cunet", "calibrated"] == pytest.approx(6.0 / 7.0)
-    assert (at_paper["kernel_median_ms"] == 7.0).all() and "calibration-kernel" not in data["model"].values
     markdown = (results / "reports" / "latency.md").read_text()
-    assert "Calibration kernel, median ms per call in the same rounds: 7.00 (64 px, batch 1)" in markdown
     assert "round-robin" in markdown and "2.000 x unet" in markdown
     assert "## cpu, float32, 2 threads" in markdown
 

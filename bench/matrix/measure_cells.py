@@ -14,7 +14,6 @@ from bench.checkpoint import checkpoint_mib
 from bench.matrix.cells import Cell
 from bench.matrix.spec import METRICS, LatencySettings, MatrixSpec
 from bench.measure import compute, interleaved, machine, memory, params, sampling
-from bench.measure.calibration import CALIBRATION_MODEL, CalibrationKernel
 
 Row = dict[str, Any]
 
@@ -153,24 +152,20 @@ def latency_plan(settings: LatencySettings, n_models: int) -> interleaved.Interl
 
 
 def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
-    """All the cell's models (and the calibration kernel) timed round-robin: per model the
-    median/p90/min over its calls, its same-run ratio to the reference model and its time in
-    units of the calibration kernel."""
+    """All the cell's models timed round-robin: per model the median/p90/min over its calls and
+    its same-run ratio to the reference model."""
     names = list(cell.models)
     reference = spec.latency.reference_for(names)
     # Fresh models, not the two-entry cache: all of them are alive at once here.
     nets = {name: fresh_model(spec, name) for name in names}
-    if spec.latency.calibrate:
-        nets[CALIBRATION_MODEL] = CalibrationKernel()
     result = interleaved.interleaved_latency(
         nets, reference, plan=latency_plan(spec.latency, len(nets)), batch=cell.batch_size,
         channels=spec.channels, resolution=cell.resolution, device=cell.device,
         dtype=getattr(torch, cell.dtype), threads=spec.threads,
     )
     timer = next(iter(result.stats.values())).timer if result.stats else "timer"
-    how = (f"{timer}; {len(result.stats)} workloads round-robin, {result.rounds} rounds x "
+    how = (f"{timer}; {len(result.stats)} models round-robin, {result.rounds} rounds x "
            f"{spec.latency.calls_per_round} calls; warm-up {spec.latency.warmup}; inference_mode")
-    calibrated = result.ratios_to(CALIBRATION_MODEL)
     rows: list[Row] = []
     for name in nets:
         if name in result.failed:
@@ -178,14 +173,9 @@ def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
                      for metric in ("latency_ms", "latency_ratio")]
             continue
         s = result.stats[name]
-        method = how if name != CALIBRATION_MODEL else (
-            f"fixed reference workload ({CalibrationKernel().macs() / 1e9:.2f} GMACs of conv and "
-            f"matmul), timed with the models; {how}")
-        rows += [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=method,
+        rows += [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how,
                       model=name)
                  for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
-        if name == CALIBRATION_MODEL:
-            continue
         if result.reference is None:
             rows.append(_failed(cell, "latency_ratio", f"reference {reference} failed: "
                                 f"{result.failed[reference]}", model=name))
@@ -194,12 +184,6 @@ def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
                              stat="median", counter="wall clock", n=result.rounds, model=name,
                              method=f"median over rounds of (round median / {reference}'s round "
                                     f"median in the same round); {how}"))
-        if name in calibrated:
-            rows.append(_row(cell, "latency_calibrated", calibrated[name],
-                             unit=f"x {CALIBRATION_MODEL}", stat="median", counter="wall clock",
-                             n=result.rounds, model=name,
-                             method=f"median over rounds of (round median / the calibration "
-                                    f"kernel's round median); {how}"))
     return rows
 
 

@@ -53,9 +53,6 @@ class LatencySettings:
     spent budget_s x (number of models)."""
     reference: str = "unet"
     """The model the same-run ratios are taken to (the matrix's first model if it is absent)."""
-    calibrate: bool = True
-    """Also time `bench.measure.calibration`'s fixed kernel in every round and write each model's
-    time in units of it (`latency_calibrated`), which does not move with the machine's speed."""
 
     def __post_init__(self) -> None:
         for name in ("calls_per_round", "min_rounds", "max_rounds"):
@@ -69,8 +66,6 @@ class LatencySettings:
                              f"({self.max_rounds})")
         if not isinstance(self.budget_s, int | float) or not self.budget_s >= 0:
             raise UsageError(f"[latency] budget_s must be >= 0 seconds, got {self.budget_s!r}")
-        if not isinstance(self.calibrate, bool):
-            raise UsageError(f"[latency] calibrate must be true or false, got {self.calibrate!r}")
         if not isinstance(self.reference, str):
             raise UsageError(f"[latency] reference must be a model name, got {self.reference!r}")
 

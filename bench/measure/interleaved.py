@@ -91,14 +91,6 @@ class InterleavedLatency:
     failed: dict[str, str] = field(default_factory=dict)
     """Model -> why it was left out (its warm-up call raised)."""
 
-    def ratios_to(self, reference: str) -> dict[str, float]:
-        """Median over rounds of each model's round median / `reference`'s (any timed model)."""
-        if reference not in self.round_medians or not self.rounds:
-            return {}
-        per_round = [{name: values[i] for name, values in self.round_medians.items()}
-                     for i in range(self.rounds)]
-        return paired_ratios(per_round, reference)
-
     @property
     def median_ms(self) -> dict[str, float]:
         """Model -> median over rounds of its round medians."""

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.results import CALIBRATION_MODEL, COLUMNS, MEASUREMENTS, read_measurements
+from bench.results import COLUMNS, MEASUREMENTS, read_measurements
 
 ENVIRONMENT = "environment.json"
 
@@ -201,7 +201,6 @@ def measured_models(results: Results) -> list[str]:
     models: set[str] = set()
     for frame in (results.ok, results.failed):
         models |= set(frame.loc[~frame["metric"].isin(MACHINE_METRICS), "model"])
-    models.discard(CALIBRATION_MODEL)
     return ordered_models(models)
 
 

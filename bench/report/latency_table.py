@@ -21,14 +21,12 @@ from bench.report.data import (
     unique_text,
     where,
 )
-from bench.results import CALIBRATION_MODEL
 
 METRIC = "latency_ms"
 RATIO = "latency_ratio"
-CALIBRATED = "latency_calibrated"
 KEYS = ["device", "threads", "dtype", "resolution", "batch_size"]
 FRAME_COLUMNS = KEYS + ["model", "median_ms", "p90_ms", "min_ms", "n", "ratio", "ratio_to",
-                        "calibrated", "kernel_median_ms", "authors_ms", "authors_ratio",
+                        "authors_ms", "authors_ratio",
                         "ours_over_authors"]
 
 
@@ -40,17 +38,15 @@ def _value(rows: pd.DataFrame, metric: str, stat: str) -> pd.Series | None:
 def latency_table_data(results: Results) -> pd.DataFrame:
     """One row per context and model with median/p90/min ms, calls, the same-run ratio and (where
     the context is the authors': CPU, batch 1, 64x64) the authors' latency and ratio to U-Net."""
-    rows = results.ok[results.ok["metric"].isin([METRIC, RATIO, CALIBRATED])]
+    rows = results.ok[results.ok["metric"].isin([METRIC, RATIO])]
     authors = paper_data.authors_latency().set_index("model")
     records = []
     for key, group in rows.groupby(KEYS, sort=True, dropna=False):
         context = dict(zip(KEYS, key, strict=True))
-        kernel = _value(group[group["model"] == CALIBRATION_MODEL], METRIC, "median")
-        for model in ordered_models(set(group["model"]) - {CALIBRATION_MODEL}):
+        for model in ordered_models(group["model"]):
             mine = group[group["model"] == model]
             median, p90, low = (_value(mine, METRIC, s) for s in ("median", "p90", "min"))
             ratio = _value(mine, RATIO, "median")
-            calibrated = _value(mine, CALIBRATED, "median")
             record = {**context, "model": model,
                       "median_ms": float("nan") if median is None else float(median["value"]),
                       "p90_ms": float("nan") if p90 is None else float(p90["value"]),
@@ -58,8 +54,6 @@ def latency_table_data(results: Results) -> pd.DataFrame:
                       "n": float("nan") if median is None else median["n"],
                       "ratio": float("nan") if ratio is None else float(ratio["value"]),
                       "ratio_to": "" if ratio is None else str(ratio["unit"]).removeprefix("x "),
-                      "calibrated": float("nan") if calibrated is None else float(calibrated["value"]),
-                      "kernel_median_ms": float("nan") if kernel is None else float(kernel["value"]),
                       "authors_ms": float("nan"), "authors_ratio": float("nan"),
                       "ours_over_authors": float("nan")}
             comparable = (context["device"] == "cpu" and context["batch_size"] == 1
@@ -79,14 +73,11 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
            "of every model, in a rotated order), so the models' times come from the same stretch of "
            "machine load. The ratio is the median over rounds of (model's round median / the "
            "reference's round median of the same round): on a shared machine it is far steadier "
-           "than the absolute times. 'Calibrated' is the same ratio taken to a fixed reference "
-           "workload timed in the same rounds (`bench.measure.calibration`: 1.71 GMACs of 3x3 "
-           "convolutions and matrix products): the model's time in units of that kernel, which "
-           "does not move when the whole machine speeds up or slows down between runs.", ""]
+           "than the absolute times.", ""]
     if data.empty:
         out += [f"This run measured no latency (metric `{METRIC}`).", ""]
     headers = ["resolution", "batch", "model", "median ms", "p90 ms", "min ms", "calls",
-               "ratio (same run)", "calibrated (x kernel)", "authors' ms", "authors' ratio to U-Net",
+               "ratio (same run)", "authors' ms", "authors' ratio to U-Net",
                "ours / authors'"]
     for (device, threads, dtype), section in data.groupby(["device", "threads", "dtype"], sort=False,
                                                            dropna=False):
@@ -96,19 +87,12 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         title = f"{device}, {dtype}" + (f", {int(threads)} threads" if is_number(threads) else "")
         out += [f"## {title}", "", f"Measured at: {context_line(used)}; "
                 f"{'; '.join(unique_text(used['method'])[:1]) or 'method not recorded'}.", ""]
-        kernels = section.drop_duplicates(["resolution", "batch_size"])
-        kernels = kernels[kernels["kernel_median_ms"].map(is_number)]
-        if not kernels.empty:
-            out += ["Calibration kernel, median ms per call in the same rounds: " + ", ".join(
-                f"{fmt(k['kernel_median_ms'], 2)} ({fmt_int(k['resolution'])} px, batch "
-                f"{fmt_int(k['batch_size'])})" for k in kernels.to_dict("records")) + ".", ""]
         rows = []
         for r in section.to_dict("records"):
             ratio = (f"{fmt(r['ratio'], 3)} x {r['ratio_to']}" if is_number(r["ratio"]) else NOT_MEASURED)
             rows.append([fmt_int(r["resolution"]), fmt_int(r["batch_size"]), r["model"],
                          fmt(r["median_ms"], 1) or NOT_MEASURED, fmt(r["p90_ms"], 1),
-                         fmt(r["min_ms"], 1), fmt_int(r["n"]), ratio, fmt(r["calibrated"], 3),
-                         fmt(r["authors_ms"], 0),
+                         fmt(r["min_ms"], 1), fmt_int(r["n"]), ratio, fmt(r["authors_ms"], 0),
                          fmt(r["authors_ratio"], 2), fmt(r["ours_over_authors"], 2)])
         out += [render.markdown_table(headers, rows), ""]
     out += [

@@ -11,7 +11,6 @@ import pandas as pd
 
 from bench.report import render
 from bench.report.data import Results, is_number, ordered_models, pick, where
-from bench.results import CALIBRATION_MODEL
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -30,7 +29,6 @@ def latency_data(results: Results) -> pd.DataFrame:
     milliseconds per denoiser call (the last written when a cell was measured twice). Threads are
     NaN on CUDA; a missing resolution or batch counts as the default 64 / 1."""
     rows = _panel_keys(where(results.ok, "latency_ms"))
-    rows = rows[rows["model"] != CALIBRATION_MODEL]
     keys = ["model", *PANEL, "batch_size", "resolution"]
     if rows.empty:
         return pd.DataFrame(columns=LATENCY_COLUMNS)
