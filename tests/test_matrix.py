@@ -113,6 +113,26 @@ def test_rerun_resumes_and_measures_nothing_new(tiny_run, capsys):
     assert len(pd.read_csv(out / "measurements.csv")) == rows_before
 
 
+def test_remeasure_forgets_a_metric_and_measures_it_again(tmp_path, capsys):
+    config = write_profile(tmp_path, ["params", "latency_ms"])
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    first = pd.read_csv(out / "measurements.csv")
+    # A stale row of an old per-model latency cell, as a run of an earlier version wrote them.
+    stale = first[first["metric"] == "latency_ms"].iloc[:1].assign(cell="latency_ms|unet|cpu|32|1|float32|")
+    pd.concat([first, stale]).to_csv(out / "measurements.csv", index=False)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config), "--out", str(out), "--no-progress",
+                 "--remeasure", "latency_ms"]) == 0
+    assert "2 cells measured" in capsys.readouterr().out  # the two batch sizes; params resumed
+    again = pd.read_csv(out / "measurements.csv")
+    assert len(again) == len(first) and "latency_ms|unet|cpu|32|1|float32|" not in set(again["cell"])
+    assert (again[again["metric"] == "params"]["timestamp"].to_numpy()
+            == first[first["metric"] == "params"]["timestamp"].to_numpy()).all()
+    assert main(["run", "--config", str(config), "--out", str(out), "--remeasure", "joules"]) == 2
+    assert "unknown metric joules" in capsys.readouterr().err
+
+
 def test_interrupted_run_resumes_from_the_last_finished_cell(tmp_path, monkeypatch):
     config = write_profile(tmp_path, ["params", "macs_thop", "checkpoint_mib"])
     out = tmp_path / "out"

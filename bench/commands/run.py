@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reports", type=Path, default=None,
                         help="reports directory (default <out>/reports)")
     parser.add_argument("--retry-failed", action="store_true", help="measure failed cells again on resume")
+    parser.add_argument("--remeasure", action="append", default=[], metavar="METRIC",
+                        help="forget earlier rows of this metric (and the metrics measured with it) "
+                             "and measure them again, e.g. latency_ms after a change of machine "
+                             "(repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -60,7 +64,8 @@ def execute(args: argparse.Namespace) -> int:
         from bench.matrix.runner import run_matrix
 
         spec = load_spec(None if args.config else name, args.config)
-        summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress)
+        summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress,
+                             remeasure=args.remeasure)
         print(f"{summary['cells_measured_now']} cells measured, {summary['cells_resumed']} resumed, "
               f"{summary['failed_rows_now']} failed rows, {summary['wall_time_s']:.1f} s")
         for note in summary["notes"]:

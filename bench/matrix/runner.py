@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from tqdm import tqdm
 import models
 from bench.context import run_context
 from bench.errors import UsageError, failure_reason
-from bench.matrix.cells import Cell, expand
+from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
 from bench.matrix.measure_cells import MEASURERS, solver_of
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
@@ -64,15 +65,23 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
 
 
 def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
-               progress: bool = True) -> dict[str, Any]:
-    """Measure every cell of `spec` into `out_dir/measurements.csv`; returns the run summary."""
+               progress: bool = True, remeasure: Collection[str] = ()) -> dict[str, Any]:
+    """Measure every cell of `spec` into `out_dir/measurements.csv`; returns the run summary.
+
+    `remeasure`: metrics whose earlier rows (and those of the metrics measured with them, even from
+    cells the matrix no longer has) are dropped first, so they are measured again."""
     out_dir = Path(out_dir)
+    forget = _remeasured_metrics(remeasure)
     _check_writable(out_dir)
     torch.set_num_threads(spec.threads)
     allocator_pinned = steady_allocator()
     env = run_context()
     store = MeasurementStore(out_dir)
     cells, notes = expand(spec)
+    if forget and not store.frame.empty:
+        stale = store.frame["metric"].isin(forget) | store.frame["cell"].astype(str).str.split(
+            "|").str[0].isin(forget)
+        store.drop_cells(set(store.frame.loc[stale, "cell"].astype(str)))
     if retry_failed and not store.frame.empty:
         failed = set(store.frame.loc[store.frame["status"] == "failed", "cell"].astype(str))
         store.drop_cells(failed)
@@ -89,6 +98,8 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         failures += sum(r["status"] == "failed" for r in rows)
         store.add(rows)
     bar.close()
+    if forget and not todo:
+        store.save()  # nothing was re-measured (the metric is not in this matrix): drop the stale rows
     wall = time.perf_counter() - started
     summary = {
         "profile": spec.name, "description": spec.description, "source": spec.source,
@@ -100,6 +111,15 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
     }
     _write_environment(out_dir, summary)
     return summary
+
+
+def _remeasured_metrics(names: Collection[str]) -> set[str]:
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise UsageError(f"--remeasure: unknown metric {', '.join(unknown)}; available: "
+                         f"{', '.join(METRICS)}")
+    groups = {GROUP_OF[n] for n in names}
+    return {m for g in groups for m in GROUPS[g]} | groups
 
 
 def _write_environment(out_dir: Path, summary: dict[str, Any]) -> None:
