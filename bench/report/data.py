@@ -244,6 +244,12 @@ def environment_lines(results: Results, limit: int = 40) -> list[str]:
     return lines
 
 
+def environment_details(results: Results) -> list[str]:
+    """A collapsed Markdown block with the run's environment, closing a report."""
+    return (["", "<details><summary>Run environment</summary>", ""]
+            + [f"    {line}" for line in environment_lines(results)] + ["", "</details>", ""])
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     for key, value in data.items():

@@ -13,7 +13,7 @@ from bench.report.data import (
     NOT_MEASURED,
     Results,
     context_line,
-    environment_lines,
+    environment_details,
     fmt,
     fmt_int,
     is_number,
@@ -103,10 +103,8 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         "timed on the same machine) are the like-for-like comparison.",
         "- A failed model (say, out of memory at a large batch) has no row here; measurements.csv "
         "holds its error.",
-        "", "<details><summary>Run environment</summary>", ""]
-    out += [f"    {line}" for line in environment_lines(results)]
-    out += ["", "</details>", ""]
-    return "\n".join(out)
+    ]
+    return "\n".join(out + environment_details(results))
 
 
 def write_latency_table(results: Results, out_dir: Path) -> list[Path]:

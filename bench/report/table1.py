@@ -14,7 +14,7 @@ from bench.report.data import (
     NOT_MEASURED,
     Results,
     context_line,
-    environment_lines,
+    environment_details,
     failure,
     fmt,
     is_number,
@@ -145,10 +145,8 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         "does not depend on the dataset, only on the steps (all datasets are 3x64x64).",
         "- 'not measured' means the run had no `sample_time_s` row for that model and step count; "
         "'failed' that the cell failed (see measurements.csv for the error).",
-        "", "<details><summary>Run environment</summary>", ""]
-    out += [f"    {line}" for line in environment_lines(results)]
-    out += ["", "</details>", ""]
-    return "\n".join(out)
+    ]
+    return "\n".join(out + environment_details(results))
 
 
 def write_table1_time(results: Results, out_dir: Path) -> list[Path]:

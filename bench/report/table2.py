@@ -17,7 +17,7 @@ from bench.report.data import (
     NOT_MEASURED,
     Results,
     context_line,
-    environment_lines,
+    environment_details,
     failure,
     fmt,
     fmt_int,
@@ -198,10 +198,7 @@ def render_markdown(table: Table2, results: Results) -> str:
            f"Measured at: {context_line(table.used)}.", "",
            render.markdown_table(headers, rows, align_left=2)]
     out += [f"- {line}" for line in notes(table)]
-    out += ["", "<details><summary>Run environment</summary>", ""]
-    out += [f"    {line}" for line in environment_lines(results)]
-    out += ["", "</details>", ""]
-    return "\n".join(out)
+    return "\n".join(out + environment_details(results))
 
 
 def render_latex(table: Table2) -> str:
