@@ -74,7 +74,7 @@ def test_a_failing_reference_leaves_times_but_no_ratios():
     ("kwargs", "message"),
     [({"min_rounds": 0}, "min_rounds must be a positive integer"),
      ({"min_rounds": 5, "max_rounds": 2}, "exceeds max_rounds"),
-     ({"budget_s": -1.0}, "budget must be >= 0"),
+     ({"budget_s": -1.0}, "budget_s must be >= 0"),
      ({"warmup": -1}, "warmup must be a non-negative integer")],
 )
 def test_bad_plans_are_usage_errors(kwargs, message):

@@ -12,7 +12,7 @@ import torch
 import models
 from bench.checkpoint import checkpoint_mib
 from bench.matrix.cells import Cell
-from bench.matrix.spec import METRICS, LatencySettings, MatrixSpec
+from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import compute, interleaved, machine, memory, params, sampling
 
 Row = dict[str, Any]
@@ -143,14 +143,6 @@ def measure_peak_train(spec: MatrixSpec, cell: Cell) -> list[Row]:
     return _memory(spec, cell, "train", "peak_train_mib")
 
 
-def latency_plan(settings: LatencySettings, n_models: int) -> interleaved.InterleavePlan:
-    return interleaved.InterleavePlan(
-        min_rounds=settings.min_rounds, max_rounds=settings.max_rounds,
-        calls=settings.calls_per_round, budget_s=settings.budget_s * n_models,
-        initial_warmup=settings.warmup,
-    )
-
-
 def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
     """All the cell's models timed round-robin: per model the median/p90/min over its calls and
     its same-run ratio to the reference model."""
@@ -159,7 +151,7 @@ def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
     # Fresh models, not the two-entry cache: all of them are alive at once here.
     nets = {name: fresh_model(spec, name) for name in names}
     result = interleaved.interleaved_latency(
-        nets, reference, plan=latency_plan(spec.latency, len(nets)), batch=cell.batch_size,
+        nets, reference, plan=spec.latency.plan(len(nets)), batch=cell.batch_size,
         channels=spec.channels, resolution=cell.resolution, device=cell.device,
         dtype=getattr(torch, cell.dtype), threads=spec.threads,
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import models
 from bench.errors import UsageError
+from bench.measure.interleaved import InterleavePlan
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 EFFICIENCY_PROFILES = ("quick", "paper", "full")
@@ -55,19 +56,22 @@ class LatencySettings:
     """The model the same-run ratios are taken to (the matrix's first model if it is absent)."""
 
     def __post_init__(self) -> None:
-        for name in ("calls_per_round", "min_rounds", "max_rounds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"[latency] {name} must be a positive integer, got {value!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise UsageError(f"[latency] warmup must be a non-negative integer, got {self.warmup!r}")
-        if self.min_rounds > self.max_rounds:
-            raise UsageError(f"[latency] min_rounds ({self.min_rounds}) exceeds max_rounds "
-                             f"({self.max_rounds})")
-        if not isinstance(self.budget_s, int | float) or not self.budget_s >= 0:
-            raise UsageError(f"[latency] budget_s must be >= 0 seconds, got {self.budget_s!r}")
+        try:
+            self.plan(1)  # the measuring side's own checks, so a bad table fails before measuring
+        except UsageError as error:
+            message = str(error)
+            for plan_name, key in (("initial_warmup", "warmup"), ("calls", "calls_per_round")):
+                if message.startswith(plan_name + " "):
+                    message = key + message[len(plan_name):]
+            raise UsageError(f"[latency] {message}") from None
         if not isinstance(self.reference, str):
             raise UsageError(f"[latency] reference must be a model name, got {self.reference!r}")
+
+    def plan(self, n_models: int) -> InterleavePlan:
+        """The round-robin plan for a cell timing `n_models` models (the budget is per model)."""
+        return InterleavePlan(min_rounds=self.min_rounds, max_rounds=self.max_rounds,
+                              calls=self.calls_per_round, budget_s=self.budget_s * n_models,
+                              initial_warmup=self.warmup)
 
     def reference_for(self, model_names: list[str]) -> str:
         return self.reference if self.reference in model_names else model_names[0]

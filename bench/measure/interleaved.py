@@ -71,8 +71,8 @@ class InterleavePlan:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
         if self.min_rounds > self.max_rounds:
             raise UsageError(f"min_rounds ({self.min_rounds}) exceeds max_rounds ({self.max_rounds})")
-        if not self.budget_s >= 0:
-            raise UsageError(f"latency time budget must be >= 0 seconds, got {self.budget_s!r}")
+        if not isinstance(self.budget_s, int | float) or not self.budget_s >= 0:
+            raise UsageError(f"budget_s must be >= 0 seconds, got {self.budget_s!r}")
 
 
 @dataclass(frozen=True)
