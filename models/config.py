@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 ATTENTION_SITES = ("enc1", "enc2", "enc3", "enc4", "mid", "dec1", "dec2", "dec3", "dec4")
 SOLVERS = ("rk4", "euler", "midpoint", "dopri5")
-FIXED_GRID_SOLVERS = ("rk4", "euler", "midpoint")
 NORMS = ("instance", "group")
 TIME_CONDITIONING = ("none", "additive", "film")
 
@@ -54,6 +53,11 @@ class CUNetConfig:
     solver: str = "rk4"
     solver_steps: int = 1
     """Steps per ODE block for fixed-grid solvers (ignored by dopri5)."""
+    solver_backend: str = "torchdiffeq"
+    """Who integrates (`models.solvers.SOLVER_BACKENDS`): 'torchdiffeq' (the authors' path, the
+    only one for dopri5 and the adjoint), 'native' (capture-safe fixed steps: CUDA graphs,
+    torch.compile without graph breaks) or 'torchode' (euler, dopri5). Counts and checkpoints do
+    not depend on it."""
     rtol: float = 1e-3
     atol: float = 1e-4
     adjoint: bool = False

@@ -1,15 +1,16 @@
 """Neural-ODE pieces of the continuous U-Net: the ODE function (the derivative) and the block that
-integrates it from s=0 to s=1 with torchdiffeq, counting function evaluations (NFE)."""
+integrates it from s=0 to s=1 with a solver backend (`models.solvers`), counting function
+evaluations (NFE)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
 
-from models.config import FIXED_GRID_SOLVERS, CUNetConfig
+from models.config import CUNetConfig
 from models.layers import film
+from models.solvers import SolveSettings, solve
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -57,36 +58,25 @@ class ODEFunction(nn.Module):
 class ODEBlock(nn.Module):
     """Integrates an ODEFunction from s=0 to s=1 and returns the state at s=1.
 
-    Fixed-grid solvers step on an explicit grid of `solver_steps` equal steps (one rk4 step = 4
-    evaluations); dopri5 adapts its steps to rtol/atol. `last_nfe` holds the evaluations of the
-    last forward only (backward evaluations of the adjoint are not counted).
+    Fixed-step methods step on `solver_steps` equal steps (one rk4 step = 4 evaluations); dopri5
+    adapts its steps to rtol/atol. `solver_backend` picks who integrates (`models.solvers`):
+    the authors' torchdiffeq, the capture-safe native loop, or torchode. `last_nfe` holds the
+    evaluations of the last forward only (backward evaluations of the adjoint are not counted).
     """
 
     def __init__(self, func: ODEFunction, config: CUNetConfig) -> None:
         super().__init__()
         self.func = func
-        self.solver = config.solver
-        self.solver_steps = config.solver_steps
-        self.rtol, self.atol = config.rtol, config.atol
-        self.adjoint = config.adjoint
+        self.backend = config.solver_backend
+        self.settings = SolveSettings(method=config.solver, steps=config.solver_steps,
+                                      rtol=config.rtol, atol=config.atol, adjoint=config.adjoint)
         self.last_nfe = 0
 
-    def _grid(self, like: torch.Tensor) -> torch.Tensor:
-        steps = self.solver_steps if self.solver in FIXED_GRID_SOLVERS else 1
-        return torch.linspace(0.0, 1.0, steps + 1, device=like.device, dtype=torch.float32)
-
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        # The condition stays set after the call: the adjoint's backward pass evaluates f again.
         self.func.condition = condition
         start = self.func.evaluations
-        grid = self._grid(z)
-        kwargs: dict = {"method": self.solver}
-        if self.solver not in FIXED_GRID_SOLVERS:
-            kwargs.update(rtol=self.rtol, atol=self.atol)
-        # The condition stays set after the call: the adjoint's backward pass evaluates f again.
-        if self.adjoint:
-            params = tuple(p for p in self.func.parameters() if p.requires_grad)
-            path = odeint_adjoint(self.func, z, grid, adjoint_params=params, **kwargs)
-        else:
-            path = odeint(self.func, z, grid, **kwargs)
+        params = [p for p in self.func.parameters() if p.requires_grad] if self.settings.adjoint else []
+        out = solve(self.backend, self.func, z, self.settings, params)
         self.last_nfe = self.func.evaluations - start
-        return path[-1]
+        return out

@@ -21,6 +21,7 @@ from models.config import (
     UNetConfig,
 )
 from models.errors import ModelInputError
+from models.solvers import check_backend
 
 ATTN5 = ("enc2", "enc4", "mid", "dec1", "dec3")
 
@@ -123,6 +124,7 @@ def _validate(name: str, c: ModelConfig) -> None:
     bad = [s for s in c.attention if s not in ATTENTION_SITES]
     _require(not bad, f"{name}: unknown attention site(s) {bad}; use {', '.join(ATTENTION_SITES)}")
     _require(c.rtol > 0 and c.atol > 0, f"{name}: rtol and atol must be > 0")
+    check_backend(c.solver_backend, c.solver, c.adjoint, name=name)
 
 
 def build_from_config(config: ModelConfig) -> nn.Module:

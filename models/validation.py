@@ -20,8 +20,9 @@ def check_denoiser_inputs(
 ) -> None:
     """Validate `model(x, t)` arguments.
 
-    The range of `t` is checked only for CPU tensors: on CUDA reading values would force a device
-    synchronisation on every call and distort latency measurements.
+    The range of `t` is checked only for CPU tensors, read through numpy: on CUDA reading values
+    would force a device synchronisation on every call, distort latency measurements and make the
+    call impossible to capture in a CUDA graph. Nothing here reads a device value.
     """
     if x.dim() != 4:
         raise ModelInputError(f"{name}: x must have shape (B, C, H, W), got {tuple(x.shape)}")
@@ -48,7 +49,8 @@ def check_denoiser_inputs(
     if t.is_floating_point() or t.is_complex():
         raise ModelInputError(f"{name}: t must hold integer timesteps, got dtype {t.dtype}")
     if t.device.type == "cpu" and t.numel() and not torch.jit.is_tracing():
-        low, high = int(t.min()), int(t.max())
+        values = t.detach().numpy()  # host memory already: no device read, no Tensor.item
+        low, high = int(values.min()), int(values.max())
         if low < 0 or high >= num_timesteps:
             raise ModelInputError(
                 f"{name}: timesteps must lie in [0, {num_timesteps}), got values in [{low}, {high}]"
