@@ -18,8 +18,8 @@ from bench.errors import UsageError
 
 COLUMNS = [
     "model", "metric", "value", "unit", "stat", "counter", "status", "error",
-    "device", "batch_size", "resolution", "channels", "dtype", "threads",
-    "solver", "solver_steps", "steps", "sampler", "seed",
+    "device", "batch_size", "resolution", "channels", "dtype", "mode", "threads",
+    "solver", "solver_steps", "solver_backend", "steps", "sampler", "seed",
     "dataset", "n", "feature_extractor", "checkpoint", "method",
     "cell", "profile", "torch", "git_commit", "host", "timestamp",
 ]

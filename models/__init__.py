@@ -40,6 +40,18 @@ def is_continuous(model: nn.Module) -> bool:
     return bool(getattr(getattr(model, "module", model), "is_continuous", False))
 
 
+def is_continuous_config(config: object) -> bool:
+    """True for configurations of neural-ODE denoisers (they report NFE)."""
+    return isinstance(config, CUNetConfig)
+
+
+def capture_safe(model: nn.Module) -> bool | None:
+    """Whether the model says its forward can be captured in a CUDA graph (None: it does not say,
+    e.g. a user's model; then capture is simply tried)."""
+    value = getattr(getattr(model, "module", model), "capture_safe", None)
+    return None if value is None else bool(value)
+
+
 __all__ = [
     "PRESETS",
     "CUNetConfig",
@@ -48,8 +60,10 @@ __all__ = [
     "available",
     "build",
     "build_from_config",
+    "capture_safe",
     "check_resolution",
     "is_continuous",
+    "is_continuous_config",
     "last_nfe",
     "preset_config",
 ]

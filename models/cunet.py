@@ -118,6 +118,12 @@ class ContinuousUNet(nn.Module):
         named += [(f"dec{i + 1}", s) for i, s in enumerate(self.decoder)]
         return named
 
+    @property
+    def capture_safe(self) -> bool:
+        """True when a forward reads nothing on the host (every block on the native solver), so
+        that it can be captured in a CUDA graph."""
+        return all(stage.ode.backend == "native" for _, stage in self.stages())
+
     def last_nfe(self) -> dict[str, int]:
         """ODE-function evaluations of the last forward, per block and in total."""
         counts = {name: stage.ode.last_nfe for name, stage in self.stages()}

@@ -44,7 +44,10 @@ class ODEFunction(nn.Module):
         self.evaluations = 0
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        self.evaluations += 1
+        # Counted in eager runs only: under torch.compile a changing int attribute would be a guard
+        # that fails on every call (a recompile each time), and a CUDA graph replays no Python.
+        if not torch.compiler.is_compiling():
+            self.evaluations += 1
         h = F.softplus(self.conv1(self.norm1(z)))
         h = self.norm2(h)
         if self.film is not None:
@@ -78,5 +81,6 @@ class ODEBlock(nn.Module):
         start = self.func.evaluations
         params = [p for p in self.func.parameters() if p.requires_grad] if self.settings.adjoint else []
         out = solve(self.backend, self.func, z, self.settings, params)
-        self.last_nfe = self.func.evaluations - start
+        if not torch.compiler.is_compiling():
+            self.last_nfe = self.func.evaluations - start
         return out

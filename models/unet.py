@@ -112,6 +112,8 @@ class UNet(nn.Module):
     resolution levels and full attention at the bottom."""
 
     is_continuous = False
+    capture_safe = True
+    """A forward reads nothing on the host (CUDA-graph capturable)."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()

@@ -48,7 +48,8 @@ def check_denoiser_inputs(
         )
     if t.is_floating_point() or t.is_complex():
         raise ModelInputError(f"{name}: t must hold integer timesteps, got dtype {t.dtype}")
-    if t.device.type == "cpu" and t.numel() and not torch.jit.is_tracing():
+    if (t.device.type == "cpu" and t.numel() and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()):
         values = t.detach().numpy()  # host memory already: no device read, no Tensor.item
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= num_timesteps:

@@ -42,7 +42,7 @@ def gate_spec(names: list[str], context: Context,
 def context_columns(spec: MatrixSpec, model: str, env: Mapping[str, Any], *,
                     batch_size: int | None, cell: str) -> Row:
     """The context columns of a gate row (the same ones the matrix runner writes)."""
-    solver, solver_steps = solver_of(spec, model)
+    solver, solver_steps, _backend = solver_of(spec, model)
     return {
         "model": model, "device": spec.devices[0], "batch_size": batch_size,
         "resolution": spec.resolutions[0], "channels": spec.channels, "dtype": "float32",

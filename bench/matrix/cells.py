@@ -30,6 +30,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "sample_time_s": ("sample_time_s",),
     "peak_gflops": ("peak_gflops",),
 }
+MODE_GROUPS = ("latency_ms", "sample_time_s")
+"""Groups measured per execution mode; every other group is mode-independent (counts, sizes) or
+measured in eager mode only (memory), which the run's notes say when other modes are asked for."""
 GROUP_OF = {metric: group for group, metrics in GROUPS.items() for metric in metrics}
 
 
@@ -45,6 +48,8 @@ class Cell:
     steps: int | None = None
     members: tuple[str, ...] = ()
     """The models of a cell that measures several together (latency); empty otherwise."""
+    modes: tuple[str, ...] = ("eager",)
+    """Execution modes measured in this cell (latency: all of them round-robin)."""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -55,6 +60,8 @@ class Cell:
     def key(self) -> str:
         parts = [self.group, self.model, self.device, self.resolution, self.batch_size, self.dtype,
                  self.steps]
+        if self.modes != ("eager",):  # eager-only keys stay as before modes existed (resume)
+            parts.append("+".join(self.modes))
         return "|".join("" if p is None else str(p) for p in parts)
 
 
@@ -67,22 +74,30 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
     groups = [g for g in GROUPS if any(m in spec.metrics for m in GROUPS[g])]
     devices = [d for d in spec.devices if d != "cuda" or cuda_available()]
     notes = [] if devices == spec.devices else ["cuda requested but not available: CUDA cells skipped"]
+    if spec.modes != ["eager"]:
+        eager_only = [g for g in groups if g in ("peak_infer_mib", "peak_train_mib")]
+        if eager_only:
+            notes.append(f"{', '.join(eager_only)} measured in eager mode only (modes {spec.modes} "
+                         "apply to latency_ms and sample_time_s)")
     count_resolutions = spec.resolutions
     cells: list[Cell] = []
     for group in groups:
         metrics = tuple(m for m in GROUPS[group] if m in spec.metrics)
         if group == "peak_gflops":
-            cells += [Cell(group, metrics, "machine", device=d) for d in devices]
+            # float32 keeps its old key; another dtype's peak is a cell of its own
+            cells += [Cell(group, metrics, "machine", device=d, dtype=t)
+                      for d in devices for t in spec.dtypes]
             continue
         if group == "latency_ms":
             members = tuple(spec.models)
             cells += [Cell(group, metrics, "+".join(members), device=d, resolution=r, batch_size=b,
-                           dtype=t, members=members)
+                           dtype=t, members=members, modes=tuple(spec.modes))
                       for d in devices for t in spec.dtypes
                       for r in spec.resolutions for b in spec.batch_sizes]
             continue
         for model in spec.models:
-            continuous = models.preset_config(model).__class__.__name__ == "CUNetConfig"
+            continuous = models.is_continuous_config(
+                models.preset_config(spec.preset_of(model), **spec.overrides.get(model, {})))
             if group == "nfe" and not continuous:
                 continue
             if group in ("params", "checkpoint_mib"):
@@ -94,9 +109,11 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                 cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b)
                           for d in devices for r in spec.resolutions for b in spec.batch_sizes]
             elif group == "sample_time_s":
+                steps = spec.sampling.steps_for(model) or spec.sampling.steps_for(spec.preset_of(model))
                 cells += [Cell(group, metrics, model, device=d, resolution=_paper_resolution(spec),
-                               batch_size=spec.sampling.batch, steps=s)
-                          for d in devices for s in spec.sampling.steps_for(model)]
+                               batch_size=spec.sampling.batch, steps=s, dtype=t, modes=(m,))
+                          for d in devices for t in spec.dtypes for m in spec.modes_for(model)
+                          for s in steps]
     return cells, notes
 
 

@@ -3,6 +3,7 @@ into tidy rows. Nothing here writes files."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -11,9 +12,12 @@ import torch
 
 import models
 from bench.checkpoint import checkpoint_mib
+from bench.errors import failure_reason
 from bench.matrix.cells import Cell
 from bench.matrix.spec import METRICS, MatrixSpec
-from bench.measure import compute, interleaved, machine, memory, params, sampling
+from bench.measure import compute, interleaved, machine, memory, modes, params, sampling
+from bench.measure.allocator import steady_allocator
+from bench.measure.workload import check_device, denoiser_inputs, torch_threads
 
 Row = dict[str, Any]
 
@@ -32,20 +36,21 @@ def _overrides(spec: MatrixSpec, name: str, **extra: Any) -> tuple[tuple[str, An
 
 
 def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
-    """The preset with the matrix's overrides (cached: counters do not modify the model)."""
-    return _cached_model(name, _overrides(spec, name, **extra))
+    """The matrix model `name` with the matrix's overrides (cached: counters do not modify it)."""
+    return _cached_model(spec.preset_of(name), _overrides(spec, name, **extra))
 
 
 def fresh_model(spec: MatrixSpec, name: str) -> torch.nn.Module:
-    """A new instance of the preset with the matrix's overrides (eval mode, not cached)."""
-    return models.build(name, **dict(_overrides(spec, name))).eval()
+    """A new instance of the matrix model `name` with its overrides (eval mode, not cached)."""
+    return models.build(spec.preset_of(name), **dict(_overrides(spec, name))).eval()
 
 
-def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None]:
-    config = models.preset_config(name, **spec.overrides.get(name, {}))
-    if isinstance(config, models.CUNetConfig):
-        return config.solver, config.solver_steps
-    return None, None
+def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None, str | None]:
+    """(method, steps per block, backend) of a continuous model; Nones for a discrete one."""
+    config = models.preset_config(spec.preset_of(name), **spec.overrides.get(name, {}))
+    if models.is_continuous_config(config):
+        return config.solver, config.solver_steps, config.solver_backend
+    return None, None, None
 
 
 def _row(cell: Cell, metric: str, value: Any, *, stat: str = "value", **extra: Any) -> Row:
@@ -128,7 +133,7 @@ def measure_checkpoint(spec: MatrixSpec, cell: Cell) -> list[Row]:
 
 def _memory(spec: MatrixSpec, cell: Cell, mode: str, metric: str) -> list[Row]:
     peak = memory.peak_memory(
-        cell.model, overrides=spec.overrides.get(cell.model, {}), device=cell.device,
+        spec.preset_of(cell.model), overrides=spec.overrides.get(cell.model, {}), device=cell.device,
         shape=_shape(spec, cell), batch=cell.batch_size, mode=mode, threads=spec.threads,
     )
     method = peak.method + (" (lower bound)" if peak.lower_bound else "")
@@ -144,58 +149,120 @@ def measure_peak_train(spec: MatrixSpec, cell: Cell) -> list[Row]:
 
 
 def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
-    """All the cell's models timed round-robin: per model the median/p90/min over its calls and
-    its same-run ratio to the reference model."""
+    """Every (model, mode) pair of the cell timed round-robin: per pair the median/p90/min over its
+    calls, its same-run ratio to the reference model in the same mode, and its speed-up over the
+    same model's eager calls. Each non-eager mode is checked against eager first."""
     names = list(cell.models)
     reference = spec.latency.reference_for(names)
-    # Fresh models, not the two-entry cache: all of them are alive at once here.
-    nets = {name: fresh_model(spec, name) for name in names}
-    result = interleaved.interleaved_latency(
-        nets, reference, plan=spec.latency.plan(len(nets)), batch=cell.batch_size,
-        channels=spec.channels, resolution=cell.resolution, device=cell.device,
-        dtype=getattr(torch, cell.dtype), threads=spec.threads,
-    )
-    timer = next(iter(result.stats.values())).timer if result.stats else "timer"
-    how = (f"{timer}; {len(result.stats)} models round-robin, {result.rounds} rounds x "
-           f"{spec.latency.calls_per_round} calls; warm-up {spec.latency.warmup}; inference_mode")
-    rows: list[Row] = []
-    for name in nets:
-        if name in result.failed:
-            rows += [_failed(cell, metric, result.failed[name], model=name)
-                     for metric in ("latency_ms", "latency_ratio")]
-            continue
-        s = result.stats[name]
-        rows += [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how,
-                      model=name)
-                 for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
-        if result.reference is None:
-            rows.append(_failed(cell, "latency_ratio", f"reference {reference} failed: "
-                                f"{result.failed[reference]}", model=name))
-        else:
-            rows.append(_row(cell, "latency_ratio", result.ratios[name], unit=f"x {reference}",
-                             stat="median", counter="wall clock", n=result.rounds, model=name,
-                             method=f"median over rounds of (round median / {reference}'s round "
-                                    f"median in the same round); {how}"))
+    dev = check_device(cell.device)
+    dtype = getattr(torch, cell.dtype)
+    shape = (spec.channels, cell.resolution, cell.resolution)
+    x, t = denoiser_inputs(shape, batch=cell.batch_size, timestep=500, device=dev, dtype=dtype)
+    steady_allocator()
+    calls: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    prepared_rows: list[Row] = []
+    with contextlib.ExitStack() as stack:
+        used = stack.enter_context(torch_threads(spec.threads))
+        stack.enter_context(torch.inference_mode())
+        for name in names:
+            # Fresh models, not the two-entry cache: all of them are alive at once here.
+            net = fresh_model(spec, name).to(device=dev, dtype=dtype)
+            reference_out = None
+            for mode in spec.modes_for(name):
+                key = f"{name}|{mode}"
+                try:
+                    if mode != "eager" and reference_out is None:
+                        reference_out = net(x, t).clone()
+                    prepared = modes.prepare(net, mode, x, t, reference_out)
+                except Exception as error:  # noqa: BLE001 - a mode that fails fails its pair only
+                    failed[key] = failure_reason(error)
+                    continue
+                calls[key] = prepared.call
+                prepared_rows += _mode_rows(cell, name, prepared)
+        timed = interleaved.round_robin(calls, plan=spec.latency.plan(max(len(calls), 1)), device=dev)
+    failed.update(timed.failed)
+    timer = "cuda-event" if dev.type == "cuda" else "perf_counter"
+    how = (f"{timer}; {len(timed.calls)} (model, mode) pairs round-robin, {len(timed.per_round)} "
+           f"rounds x {spec.latency.calls_per_round} calls; warm-up {spec.latency.warmup}; "
+           f"inference_mode; {used} threads")
+    to_reference = {key: f"{reference}|{key.split('|')[1]}" for key in timed.calls}
+    to_eager = {key: f"{key.split('|')[0]}|eager" for key in timed.calls if not key.endswith("|eager")}
+    ratios = interleaved.paired_ratios(timed.per_round, to_reference) if timed.per_round else {}
+    speedups = interleaved.paired_ratios(timed.per_round, to_eager) if timed.per_round else {}
+    rows: list[Row] = list(prepared_rows)
+    for name in names:
+        for mode in spec.modes_for(name):
+            key = f"{name}|{mode}"
+            where = {"model": name, "mode": mode}
+            if key in failed:
+                rows += [_failed(cell, metric, failed[key], **where)
+                         for metric in ("latency_ms", "latency_ratio")]
+                continue
+            values = timed.calls[key]
+            s = interleaved.stats_of(values, timer)
+            rows += [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how,
+                          **where)
+                     for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
+            if key in ratios:
+                rows.append(_row(cell, "latency_ratio", ratios[key], unit=f"x {reference}",
+                                 stat="median", counter="wall clock", n=len(timed.per_round),
+                                 method=f"median over rounds of (round median / {reference}'s round "
+                                        f"median in the same round and mode); {how}", **where))
+            else:
+                rows.append(_failed(cell, "latency_ratio", f"reference {reference} in mode {mode} "
+                                    f"failed: {failed.get(to_reference[key], 'not timed')}", **where))
+            if key in speedups:
+                rows.append(_row(cell, "mode_speedup", 1.0 / speedups[key], unit="x eager",
+                                 stat="median", counter="wall clock", n=len(timed.per_round),
+                                 method=f"median over rounds of (eager round median / {mode} round "
+                                        f"median of the same model); {how}", **where))
+    return rows
+
+
+def _mode_rows(cell: Cell, name: str, prepared: modes.Prepared) -> list[Row]:
+    """compile_s and the error against eager of one prepared (model, mode) pair."""
+    if prepared.mode == "eager":
+        return []
+    where = {"model": name, "mode": prepared.mode}
+    rows = [_row(cell, "mode_max_abs_err", prepared.max_abs_err, unit="abs", stat="max",
+                 counter="vs eager", method=f"max |{prepared.mode} - eager| on the timed input; "
+                 f"{prepared.notes}", **where),
+            _row(cell, "mode_max_rel_err", prepared.max_rel_err, unit="rel", stat="max",
+                 counter="vs eager", method=f"max |{prepared.mode} - eager| / max |eager|; "
+                 f"accepted up to {modes.TOLERANCE.get(cell.dtype, 1e-3):g} for {cell.dtype}", **where)]
+    if prepared.compile_s is not None:
+        rows.append(_row(cell, "compile_s", prepared.compile_s, stat="value", counter="wall clock",
+                         method=f"first call of torch.compile'd model (inductor), incl. one run; "
+                                f"{prepared.notes}", **where))
     return rows
 
 
 def measure_sample_time(spec: MatrixSpec, cell: Cell) -> list[Row]:
     settings = spec.sampling
+    mode = cell.modes[0]
     result = sampling.time_per_sample(
         build_model(spec, cell.model), steps=cell.steps, batch=cell.batch_size,
         channels=spec.channels, resolution=cell.resolution, sampler=settings.sampler,
-        device=cell.device, threads=spec.threads, repeats=settings.repeats, seed=spec.seed,
+        device=cell.device, dtype=getattr(torch, cell.dtype), threads=spec.threads,
+        repeats=settings.repeats, seed=spec.seed, mode=mode,
     )
-    method = f"whole {settings.sampler} run / batch; {result.n} runs after a warm-up run"
-    return [_row(cell, "sample_time_s", v, stat=stat, counter="wall clock", n=result.n,
-                 sampler=settings.sampler, method=method)
+    method = (f"whole {settings.sampler} run / batch; {result.n} runs after a warm-up run; "
+              f"{result.how}")
+    rows = [_row(cell, "sample_time_s", v, stat=stat, counter="wall clock", n=result.n,
+                 sampler=settings.sampler, method=method, mode=mode)
             for stat, v in (("median", result.median_s), ("p90", result.p90_s), ("min", result.min_s))]
+    if mode != "eager":
+        rows.append(_row(cell, "sample_max_abs_err", result.max_abs_err, unit="abs", stat="max",
+                         counter="vs eager", sampler=settings.sampler, mode=mode,
+                         method="max |samples - eager samples|, same seed (samples in [-1, 1])"))
+    return rows
 
 
 def measure_peak_gflops(spec: MatrixSpec, cell: Cell) -> list[Row]:
-    peak = machine.matmul_peak(cell.device, threads=spec.threads)
+    peak = machine.matmul_peak(cell.device, threads=spec.threads, dtype=getattr(torch, cell.dtype))
     return [_row(cell, "peak_gflops", peak.gflops, stat="max", counter="matmul",
-                 method=f"best of {peak.repeats} float32 {peak.size}x{peak.size} matmuls")]
+                 method=f"best of {peak.repeats} {cell.dtype} {peak.size}x{peak.size} matmuls")]
 
 
 MEASURERS: dict[str, Callable[[MatrixSpec, Cell], list[Row]]] = {

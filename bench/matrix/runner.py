@@ -29,11 +29,14 @@ ENVIRONMENT = "environment.json"
 
 
 def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: str) -> dict[str, Any]:
-    solver, solver_steps = solver_of(spec, model) if model in models.available() else (None, None)
+    known = spec.preset_of(model) in models.available()
+    solver, solver_steps, backend = solver_of(spec, model) if known else (None, None, None)
     return {
         "model": model, "device": cell.device, "batch_size": cell.batch_size,
         "resolution": cell.resolution, "channels": spec.channels, "dtype": cell.dtype,
-        "threads": spec.threads, "solver": solver, "solver_steps": solver_steps, "steps": cell.steps,
+        "mode": cell.modes[0] if len(cell.modes) == 1 else None,
+        "threads": spec.threads, "solver": solver, "solver_steps": solver_steps,
+        "solver_backend": backend, "steps": cell.steps,
         "seed": spec.seed, "cell": cell.key, "profile": spec.name,
         "torch": env["versions"].get("torch"), "git_commit": env["git_commit"],
         "host": env["hostname"],
@@ -61,7 +64,8 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
             if cell.device == "cuda":
                 torch.cuda.empty_cache()
     return [{"model": model, "metric": m, "value": None, "unit": METRICS[m], "stat": "value",
-             "status": "failed", "error": reason} for model in cell.models for m in cell.metrics]
+             "status": "failed", "error": reason, "mode": mode}
+            for model in cell.models for m in cell.metrics for mode in cell.modes]
 
 
 def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,

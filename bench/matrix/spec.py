@@ -9,9 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import models
 from bench.errors import UsageError
 from bench.measure.interleaved import InterleavePlan
+from bench.measure.modes import check_modes
+from models.diffusion.samplers import SAMPLERS
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 EFFICIENCY_PROFILES = ("quick", "paper", "full")
@@ -30,11 +34,12 @@ METRICS: dict[str, str] = {
     "latency_ms": "ms",
     "sample_time_s": "s",
     "peak_gflops": "GFLOP/s",
+    "compile_s": "s",
 }
 """Every metric the matrix can measure, with its unit."""
 
 MATRIX_KEYS = {"models", "resolutions", "batch_sizes", "devices", "dtypes", "metrics", "seed",
-               "threads", "channels", "cpu_max_batch_pixels"}
+               "threads", "channels", "cpu_max_batch_pixels", "modes", "mode_models"}
 DTYPES = ("float32", "bfloat16")
 DEVICES = ("cpu", "cuda")
 
@@ -110,9 +115,24 @@ class MatrixSpec:
     """Skip CPU memory/latency cells with batch * resolution**2 above this (they would exhaust
     RAM); recorded as failed with the reason."""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Matrix model name -> the preset it builds (`[models.NAME] preset = "cunet"`, with its
+    `kwargs` in `overrides`), so one preset can run in several configurations side by side."""
+    modes: list[str] = field(default_factory=lambda: ["eager"])
+    """Execution modes (`bench.measure.modes.MODES`) of the latency and time-per-sample cells."""
+    mode_models: dict[str, list[str]] = field(default_factory=dict)
+    """Mode -> the only models run in it (default: every model runs in every mode)."""
     latency: LatencySettings = field(default_factory=LatencySettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     source: str = ""
+
+    def preset_of(self, model: str) -> str:
+        """The preset a matrix model name builds."""
+        return self.aliases.get(model, model)
+
+    def modes_for(self, model: str) -> list[str]:
+        """The modes `model` is run in."""
+        return [m for m in self.modes if model in self.mode_models.get(m, [model])]
 
 
 def available_threads() -> int:
@@ -170,12 +190,23 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     if unknown:
         raise UsageError(f"unknown key(s) {', '.join(sorted(unknown))} in [matrix]; "
                          f"valid: {', '.join(sorted(MATRIX_KEYS))}")
-    unknown = set(raw) - {"description", "matrix", "overrides", "latency", "sampling"}
+    unknown = set(raw) - {"description", "matrix", "overrides", "latency", "sampling", "models"}
     if unknown:
         raise UsageError(f"unknown table(s) {', '.join(sorted(unknown))}; valid: description, "
-                         "[matrix], [overrides], [latency], [sampling]")
+                         "[matrix], [models], [overrides], [latency], [sampling]")
+    aliases, alias_overrides = _model_tables(raw.get("models", {}))
     model_names = _list(matrix, "models", str)
-    _known(model_names, models.available(), "model")
+    _known(model_names, models.available() + list(aliases), "model")
+    modes = _list(matrix, "modes", str, ["eager"])
+    check_modes(modes)
+    mode_models = matrix.get("mode_models", {})
+    if not isinstance(mode_models, dict) or not all(
+            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in mode_models.values()):
+        raise UsageError("matrix.mode_models must map a mode to a list of models, "
+                         "e.g. mode_models = { compile = [\"unet\", \"cunet\"] }")
+    check_modes(list(mode_models))
+    for listed in mode_models.values():
+        _known(listed, model_names, "model in matrix.mode_models")
     metrics = _list(matrix, "metrics", str)
     _known(metrics, list(METRICS), "metric")
     resolutions = _list(matrix, "resolutions", int, [64])
@@ -192,17 +223,26 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     overrides = raw.get("overrides", {})
     if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
         raise UsageError("[overrides] must map model names to tables, e.g. unet = { width = 32 }")
+    overrides = {**alias_overrides, **{k: {**alias_overrides.get(k, {}), **v} for k, v in overrides.items()}}
     for model, values in overrides.items():
-        models.preset_config(model, **values)  # unknown model/override -> one-line ModelInputError
+        # unknown model/override -> one-line ModelInputError
+        models.preset_config(aliases.get(model, model), **values)
     for model in model_names:
         for resolution in resolutions:
-            models.check_resolution(model, resolution, **overrides.get(model, {}))
+            models.check_resolution(aliases.get(model, model), resolution, **overrides.get(model, {}))
     latency = LatencySettings(**_table(raw, "latency", LatencySettings))
     if "reference" in raw.get("latency", {}) and latency.reference not in model_names:
         raise UsageError(f"[latency] reference '{latency.reference}' is not among matrix.models; "
                          f"use one of {', '.join(model_names)}")
     sampling_raw = _table(raw, "sampling", SamplingSettings)
     sampling = SamplingSettings(**sampling_raw)
+    if sampling.sampler not in SAMPLERS:
+        raise UsageError(f"[sampling] sampler {sampling.sampler!r} is unknown; "
+                         f"use one of {', '.join(SAMPLERS)}")
+    devices_here = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
+    if not devices_here:
+        raise UsageError(f"{source or name} measures only on {', '.join(devices)}, which this machine "
+                         "lacks (torch.cuda.is_available() is False); run it on a CUDA machine")
     if "sample_time_s" in metrics and not sampling.steps:
         raise UsageError("metric sample_time_s needs [sampling] steps = { unet = [30], cunet = [5] }")
     return MatrixSpec(
@@ -219,10 +259,34 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         channels=int(matrix.get("channels", 3)),
         cpu_max_batch_pixels=matrix.get("cpu_max_batch_pixels"),
         overrides=overrides,
+        aliases=aliases,
+        modes=modes,
+        mode_models=mode_models,
         latency=latency,
         sampling=sampling,
         source=source,
     )
+
+
+def _model_tables(tables: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """`[models.NAME] preset = "cunet"` + optional `kwargs = {...}` -> (aliases, their overrides)."""
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise UsageError('[models] must hold tables, e.g. [models.cunet-native] preset = "cunet" '
+                         'kwargs = { solver_backend = "native" }')
+    aliases, overrides = {}, {}
+    for name, table in tables.items():
+        extra = set(table) - {"preset", "kwargs"}
+        preset = table.get("preset")
+        if extra or preset not in models.available():
+            raise UsageError(f"[models.{name}] takes preset = one of {', '.join(models.available())} "
+                             f"and optional kwargs = {{...}}; got {table!r}")
+        if name in models.available():
+            raise UsageError(f"[models.{name}]: '{name}' is already a preset name; choose another name")
+        kwargs = table.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise UsageError(f"[models.{name}] kwargs must be a table, e.g. kwargs = {{ width = 8 }}")
+        aliases[name], overrides[name] = preset, dict(kwargs)
+    return aliases, overrides
 
 
 def _table(raw: dict[str, Any], key: str, kind: type) -> dict[str, Any]:

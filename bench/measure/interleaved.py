@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -104,12 +104,66 @@ def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:
     return [[names[(start + i) % count] for i in range(count)] for start in range(rounds)]
 
 
-def paired_ratios(per_round: Sequence[Mapping[str, float]], reference: str) -> dict[str, float]:
-    """Median over rounds of each model's time divided by the reference's time in that round."""
+def paired_ratios(per_round: Sequence[Mapping[str, float]], reference: str | Mapping[str, str]
+                  ) -> dict[str, float]:
+    """Median over rounds of each entry's time divided by its reference's time in that round.
+
+    `reference`: one name for every entry, or a mapping entry -> its own reference (entries whose
+    reference is missing from the rounds get no ratio)."""
     if not per_round:
         raise UsageError("no latency rounds to summarise")
     names = list(per_round[0])
-    return {name: statistics.median(r[name] / r[reference] for r in per_round) for name in names}
+    refs = {name: reference for name in names} if isinstance(reference, str) else dict(reference)
+    return {name: statistics.median(r[name] / r[refs[name]] for r in per_round)
+            for name in names if refs.get(name) in per_round[0]}
+
+
+@dataclass(frozen=True)
+class RoundRobin:
+    """Times of several calls timed round-robin (see the module docstring)."""
+
+    calls: dict[str, list[float]]
+    """Entry -> every timed call in milliseconds."""
+    per_round: list[dict[str, float]]
+    """Per round: entry -> its median in that round."""
+    failed: dict[str, str]
+    """Entry -> why it was left out (its warm-up call raised)."""
+
+
+def round_robin(calls: Mapping[str, Callable[[], object]], *, plan: InterleavePlan,
+                device: torch.device) -> RoundRobin:
+    """Warm every call up, then time them round-robin until the plan says stop. The caller sets
+    threads, inference mode and eval mode; a call whose warm-up raises is left out."""
+    timed_call = timer_for(device)
+    works = dict(calls)
+    failed: dict[str, str] = {}
+    for name, fn in list(works.items()):
+        try:
+            for _ in range(max(plan.initial_warmup, 1)):
+                fn()
+        except Exception as error:  # noqa: BLE001 - one model's failure must not stop the rest
+            failed[name] = failure_reason(error)
+            del works[name]
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    names = list(works)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    per_round: list[dict[str, float]] = []
+    spent = 0.0
+    for order in round_orders(names, plan.max_rounds) if names else []:
+        if len(per_round) >= plan.min_rounds and spent >= plan.budget_s:
+            break
+        medians = {}
+        for name in order:
+            fn = works[name]
+            for _ in range(plan.warmup):
+                fn()
+            round_times = [timed_call(fn, device) for _ in range(plan.calls)]
+            times[name] += round_times
+            spent += sum(round_times) / 1e3
+            medians[name] = statistics.median(round_times)
+        per_round.append({name: medians[name] for name in names})
+    return RoundRobin(calls=times, per_round=per_round, failed=failed)
 
 
 def interleaved_latency(
@@ -132,51 +186,31 @@ def interleaved_latency(
     dev = check_device(device)
     shape = (check_positive("channels", channels),) + (check_positive("resolution", resolution),) * 2
     x, t = denoiser_inputs(shape, batch=batch, timestep=timestep, device=dev, dtype=dtype)
-    timed_call = timer_for(dev)
     steady_allocator()
     works = {name: on_device(net, dev, dtype) for name, net in nets.items()}
-    failed: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         used = stack.enter_context(torch_threads(threads))
         stack.enter_context(torch.inference_mode())
         for net in works.values():
             stack.enter_context(eval_mode(net))
-        for name, net in list(works.items()):
-            try:
-                for _ in range(max(plan.initial_warmup, 1)):
-                    net(x, t)
-            except Exception as error:  # noqa: BLE001 - one model's failure must not stop the rest
-                failed[name] = failure_reason(error)
-                del works[name]
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-        names = list(works)
-        calls: dict[str, list[float]] = {name: [] for name in names}
-        per_round: list[dict[str, float]] = []
-        spent = 0.0
-        for order in round_orders(names, plan.max_rounds) if names else []:
-            if len(per_round) >= plan.min_rounds and spent >= plan.budget_s:
-                break
-            medians = {}
-            for name in order:
-                net = works[name]
-                for _ in range(plan.warmup):
-                    net(x, t)
-                times = [timed_call(lambda net=net: net(x, t), dev) for _ in range(plan.calls)]
-                calls[name] += times
-                spent += sum(times) / 1e3
-                medians[name] = statistics.median(times)
-            per_round.append({name: medians[name] for name in names})
-    timer = "cuda-event" if dev.type == "cuda" else "perf_counter"
-    ok_reference = reference if reference in works else None
+        timed = round_robin({name: (lambda net=net: net(x, t)) for name, net in works.items()},
+                            plan=plan, device=dev)
+    return summarise(timed, reference, plan=plan, threads=used, device=dev)
+
+
+def summarise(timed: RoundRobin, reference: str, *, plan: InterleavePlan, threads: int,
+              device: torch.device) -> InterleavedLatency:
+    """Statistics and same-run ratios of a round-robin timing."""
+    timer = "cuda-event" if device.type == "cuda" else "perf_counter"
+    names = list(timed.calls)
+    ok_reference = reference if reference in names else None
     return InterleavedLatency(
         reference=ok_reference,
-        stats={name: stats_of(values, timer) for name, values in calls.items()},
-        ratios=paired_ratios(per_round, reference) if ok_reference and per_round else {},
-        round_medians={name: [r[name] for r in per_round] for name in names},
-        rounds=len(per_round),
+        stats={name: stats_of(values, timer) for name, values in timed.calls.items()},
+        ratios=paired_ratios(timed.per_round, reference) if ok_reference and timed.per_round else {},
+        round_medians={name: [r[name] for r in timed.per_round] for name in names},
+        rounds=len(timed.per_round),
         plan=plan,
-        threads=used,
-        failed=failed,
+        threads=threads,
+        failed=timed.failed,
     )
-

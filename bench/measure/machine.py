@@ -1,4 +1,5 @@
-"""Measured float32 matmul peak of a device, in GFLOP/s (2 * n**3 FLOPs per n x n matmul)."""
+"""Measured matmul peak of a device and dtype, in GFLOP/s (2 * n**3 FLOPs per n x n matmul), so that
+achieved throughput can be shown against the peak of the dtype actually used."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ _MAX_SIZE = 8192
 
 @dataclass(frozen=True)
 class MatmulPeak:
-    """Best float32 matmul throughput over `repeats` timed n x n products (n = `size`).
+    """Best matmul throughput in `dtype` over `repeats` timed n x n products (n = `size`).
 
     `gflops` = 2 * size**3 / best_s / 1e9; `threads` = torch threads used on a CPU (None on CUDA).
     """
@@ -37,8 +38,10 @@ def matmul_peak(
     size: int | None = None,
     repeats: int = 5,
     target_s: float = 1.0,
+    dtype: torch.dtype = torch.float32,
 ) -> MatmulPeak:
-    """Measure the float32 matmul peak; `size=None` picks n so all repeats take about `target_s`."""
+    """Measure the matmul peak in `dtype`; `size=None` picks n so all repeats take about
+    `target_s`. float32 on CUDA is measured without TF32 (torch's default matmul precision)."""
     dev = check_device(device)
     check_positive("repeats", repeats)
     if not target_s > 0:
@@ -47,9 +50,9 @@ def matmul_peak(
         check_positive("size", size)
     with torch_threads(threads if dev.type == "cpu" else None) as used:
         if size is None:
-            size = _calibrated_size(dev, target_s / repeats)
-        a = torch.randn(size, size, device=dev)
-        b = torch.randn(size, size, device=dev)
+            size = _calibrated_size(dev, target_s / repeats, dtype)
+        a = torch.randn(size, size, device=dev, dtype=dtype)
+        b = torch.randn(size, size, device=dev, dtype=dtype)
         _timed_matmul(a, b, dev)  # warm-up
         best = min(_timed_matmul(a, b, dev) for _ in range(repeats))
     return MatmulPeak(
@@ -59,6 +62,7 @@ def matmul_peak(
         repeats=repeats,
         device=str(dev),
         threads=used if dev.type == "cpu" else None,
+        dtype=str(dtype).removeprefix("torch."),
     )
 
 
@@ -72,11 +76,11 @@ def _timed_matmul(a: torch.Tensor, b: torch.Tensor, dev: torch.device) -> float:
     return max(time.perf_counter() - begin, 1e-9)
 
 
-def _calibrated_size(dev: torch.device, seconds_each: float) -> int:
+def _calibrated_size(dev: torch.device, seconds_each: float, dtype: torch.dtype = torch.float32) -> int:
     """Grow n from a small probe until one matmul is timed reliably, then extrapolate by n**3."""
     n = 256
     while True:
-        a = torch.randn(n, n, device=dev)
+        a = torch.randn(n, n, device=dev, dtype=dtype)
         _timed_matmul(a, a, dev)
         elapsed = min(_timed_matmul(a, a, dev) for _ in range(2))
         if elapsed >= 0.02 or n >= _MAX_SIZE:
