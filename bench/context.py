@@ -50,7 +50,9 @@ def git_commit(root: str | os.PathLike[str] = REPO_ROOT) -> str | None:
 
     commit = git("rev-parse", "HEAD")
     if not commit:
-        return None
+        # A copy of the tree without .git (e.g. shipped to a remote GPU machine) can say which
+        # commit it is through the environment.
+        return os.environ.get("BENCH_GIT_COMMIT") or None
     status = git("status", "--porcelain", "--untracked-files=no")
     return commit + ("-dirty" if status else "")
 

@@ -18,7 +18,7 @@ from bench.measure.modes import check_modes
 from models.diffusion.samplers import SAMPLERS
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-EFFICIENCY_PROFILES = ("quick", "paper", "full")
+EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu")
 
 METRICS: dict[str, str] = {
     "params": "count",
@@ -243,6 +243,9 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     if not devices_here:
         raise UsageError(f"{source or name} measures only on {', '.join(devices)}, which this machine "
                          "lacks (torch.cuda.is_available() is False); run it on a CUDA machine")
+    if "cudagraph" in modes and "cuda" not in devices_here:
+        raise UsageError("mode cudagraph needs a CUDA device and this matrix measures on "
+                         f"{', '.join(devices_here)}; drop it from matrix.modes or run on a CUDA machine")
     if "sample_time_s" in metrics and not sampling.steps:
         raise UsageError("metric sample_time_s needs [sampling] steps = { unet = [30], cunet = [5] }")
     return MatrixSpec(

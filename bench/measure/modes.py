@@ -74,15 +74,36 @@ def graph_breaks(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[int,
     return int(explained.graph_break_count), "; ".join(reasons)
 
 
+COMPILE_CACHE_LIMIT = 256
+"""Dynamo's per-code-object cache limit is raised so that many models and shapes in one run never
+silently fall back to eager (the default limit of 8 would, for the cU-Net variants sharing
+`ContinuousUNet.forward`)."""
+
+
+def _raise_cache_limit() -> None:
+    for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit",
+                 "accumulated_recompile_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name),
+                                                    COMPILE_CACHE_LIMIT))
+
+
 def prepare_compile(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Prepared:
+    _raise_cache_limit()
     breaks, where = graph_breaks(net, x, t)
+    # A dynamic batch dimension: one compiled graph serves every batch size above 1 (dynamo
+    # specialises size 1), and fresh instances of an architecture reuse it across cells.
+    torch._dynamo.maybe_mark_dynamic(x, 0)
+    torch._dynamo.maybe_mark_dynamic(t, 0)
     compiled = torch.compile(net)
     _sync(x.device)
     begin = time.perf_counter()
     compiled(x, t)
     _sync(x.device)
     seconds = time.perf_counter() - begin
-    notes = f"graph breaks: {breaks}" + (f" ({where})" if where else "")
+    notes = (f"graph breaks: {breaks}" + (f" ({where})" if where else "")
+             + "; inductor, dynamic batch; compile_s is small when an earlier cell compiled the same "
+               "architecture and dtype (dynamo reuses it)")
     return Prepared("compile", lambda: compiled(x, t), compile_s=seconds, notes=notes)
 
 

@@ -51,6 +51,11 @@ class Results:
     environment: dict[str, Any] = field(default_factory=dict)
     environment_note: str = ""
     """Why environment.json could not be shown, if it could not."""
+    all_modes: pd.DataFrame | None = None
+    """ok rows of every execution mode; `ok` and `failed` hold eager rows only (rows written before
+    modes existed have no mode and count as eager), so reports that know nothing of modes never
+    mix a compiled or graph-replayed time into an eager table."""
+    all_modes_failed: pd.DataFrame | None = None
 
 
 def load_results(results_dir: Path) -> Results:
@@ -70,8 +75,10 @@ def results_from_frame(frame: pd.DataFrame, environment: dict[str, Any] | None =
     frame = normalise(frame)
     ok = frame[(frame["status"] == "ok") & frame["value"].notna()]
     failed = frame[frame["status"] != "ok"]
-    return Results(ok.reset_index(drop=True), failed.reset_index(drop=True), environment or {},
-                   environment_note)
+    ok_eager, failed_eager = ok[ok["mode"].isin(["", "eager"])], failed[failed["mode"].isin(["", "eager"])]
+    return Results(ok_eager.reset_index(drop=True), failed_eager.reset_index(drop=True),
+                   environment or {}, environment_note, all_modes=ok.reset_index(drop=True),
+                   all_modes_failed=failed.reset_index(drop=True))
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:

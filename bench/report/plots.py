@@ -77,7 +77,7 @@ def achieved_data(results: Results, latency: pd.DataFrame | None = None) -> pd.D
         if not is_number(flops) or not is_number(record["median_ms"]) or record["median_ms"] <= 0:
             continue
         achieved = flops * record["batch_size"] / (record["median_ms"] / 1e3) / 1e9
-        peak = _peak(results, record["device"], record["threads"])
+        peak = _peak(results, record["device"], record["threads"], record["dtype"])
         fraction = achieved / peak if is_number(peak) and peak > 0 else float("nan")
         records.append({**record, "flops_per_sample": flops, "achieved_gflops": achieved,
                         "peak_gflops": peak, "fraction_of_peak": fraction})
@@ -98,8 +98,12 @@ def _flops_per_sample(results: Results, model: str, resolution: float) -> float:
     return float(chosen["value"]) / float(size)
 
 
-def _peak(results: Results, device: str, threads: float) -> float:
-    rows = where(results.ok, "peak_gflops", device=device)
+def _peak(results: Results, device: str, threads: float, dtype: str = "float32") -> float:
+    """The measured matmul peak of `device` in `dtype` (rows without a dtype are float32)."""
+    rows = where(results.ok, "peak_gflops", device=device, defaults={"dtype": "float32"}
+                 if dtype in ("", "float32") else None)
+    if dtype not in ("", "float32"):
+        rows = rows[rows["dtype"] == dtype]
     if is_number(threads) and (rows["threads"] == threads).any():
         rows = rows[rows["threads"] == threads]
     chosen = pick(rows, stats=("value", "median", "max", "mean"), devices=())
