@@ -28,9 +28,12 @@ from torch import nn
 import models
 from bench.errors import UsageError
 
-TOLERANCE = {"float32": 1e-3, "bfloat16": 5e-2, "float16": 1e-2}
-"""Largest accepted max |mode - eager| / max |eager| per dtype. float32 leaves room for TF32
-convolutions and reordered reductions; bfloat16 for its 8-bit mantissa."""
+TOLERANCE = {"float32": 5e-3, "bfloat16": 5e-2, "float16": 1e-2}
+"""Largest accepted max |mode - eager| / max |eager| per dtype. float32: on Ampere and newer GPUs
+cuDNN runs float32 convolutions in TF32 by default (10-bit mantissa), in eager and compiled code
+alike, and inductor orders their accumulations differently; measured on an H100 the compiled
+cU-Net (36 ODE evaluations) differed from eager by 1.3e-3 and the U-Net by 7.9e-4. A wrong
+graph differs by O(1). bfloat16: its 8-bit mantissa."""
 
 
 class ModeError(UsageError):
