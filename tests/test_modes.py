@@ -203,3 +203,28 @@ def test_graphed_sampler_equals_eager_sampling(sampler: str) -> None:
     # exactly; DDIM's eps = (x - sqrt(abar) x0) / sqrt(1 - abar) shows it (1.2e-3 seen on an H100).
     torch.testing.assert_close(first, eager, rtol=0, atol=5e-3)
     torch.testing.assert_close(second, first, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(CUDA, reason="checks the refusal on a machine without CUDA")
+def test_gpu_profile_fails_in_one_line_without_cuda(tmp_path, capsys) -> None:
+    assert main(["run", "--profile", "gpu", "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA machine" in err[0]
+    assert not (tmp_path / "g").exists()
+
+
+def test_retry_failed_keeps_other_matrices_cells(tmp_path) -> None:
+    """--retry-failed re-measures this matrix's failed cells only; a failed cell written by another
+    matrix into the same directory keeps its rows."""
+    from bench.matrix.runner import run_matrix
+    from bench.results import MeasurementStore
+
+    store = MeasurementStore(tmp_path)
+    store.add([{"model": "other", "metric": "latency_ms", "status": "failed", "cell": "latency_ms|other"},
+               {"model": "other", "metric": "latency_ms", "status": "ok", "value": 1.0,
+                "cell": "latency_ms|other"}])
+    spec = parse_spec({"matrix": {"models": ["unet"], "metrics": ["params"], "resolutions": [32]},
+                       "overrides": {"unet": {"width": 8}}}, name="t")
+    run_matrix(spec, tmp_path, retry_failed=True, progress=False)
+    cells = set(MeasurementStore(tmp_path).frame["cell"])
+    assert "latency_ms|other" in cells and any(c.startswith("params|unet") for c in cells)

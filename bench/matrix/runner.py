@@ -88,7 +88,8 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         store.drop_cells(set(store.frame.loc[stale, "cell"].astype(str)))
     if retry_failed and not store.frame.empty:
         failed = set(store.frame.loc[store.frame["status"] == "failed", "cell"].astype(str))
-        store.drop_cells(failed)
+        # only this matrix's cells: another matrix's cells in the same directory keep their rows
+        store.drop_cells(failed & {c.key for c in cells})
     done = store.done_cells()
     todo = [c for c in cells if c.key not in done]
     started = time.perf_counter()

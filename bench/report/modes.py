@@ -25,6 +25,7 @@ from bench.report.data import (
 from bench.report.plots import _flops_per_sample, _peak
 
 MODE_ORDER = ("eager", "compile", "cudagraph")
+MODE_COLORS = {"eager": "tab:blue", "compile": "tab:orange", "cudagraph": "tab:green"}
 KEYS = ["device", "dtype", "resolution", "batch_size", "model", "mode"]
 COLUMNS = KEYS + ["median_ms", "speedup", "ratio", "ratio_to", "compile_s", "max_rel_err",
                   "achieved_gflops", "peak_gflops", "fraction_of_peak"]
@@ -205,7 +206,8 @@ def draw_modes(data: pd.DataFrame):
         for j, mode in enumerate(modes):
             values = [panel[(panel["model"] == n) & (panel["mode"] == mode)]["median_ms"] for n in names]
             heights = [float(v.iloc[0]) if not v.empty else 0.0 for v in values]
-            ax.bar([i + j * width for i in range(len(names))], heights, width, label=mode)
+            ax.bar([i + j * width for i in range(len(names))], heights, width, label=mode,
+                   color=MODE_COLORS.get(mode))
         ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(names))], names,
                       rotation=45, ha="right", fontsize=7)
         ax.set_yscale("log")
