@@ -21,7 +21,7 @@ COLUMNS = [
     "device", "batch_size", "resolution", "channels", "dtype", "mode", "threads",
     "solver", "solver_steps", "solver_backend", "steps", "sampler", "seed",
     "dataset", "n", "feature_extractor", "checkpoint", "method",
-    "cell", "profile", "torch", "git_commit", "host", "timestamp",
+    "cell", "profile", "torch", "git_commit", "host", "rank", "device_index", "timestamp",
 ]
 """Column order of measurements.csv. `status` is 'ok' or 'failed' (then `error` says why)."""
 
@@ -68,9 +68,9 @@ class MeasurementStore:
     """Rows of one run directory's measurements.csv; every `add` rewrites the file atomically,
     so an interrupted run keeps everything it had finished."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, name: str = MEASUREMENTS) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / MEASUREMENTS
+        self.path = self.directory / name
         self.frame = read_measurements(self.path)
 
     def done_cells(self) -> set[str]:

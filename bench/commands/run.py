@@ -66,6 +66,8 @@ def execute(args: argparse.Namespace) -> int:
         spec = load_spec(None if args.config else name, args.config)
         summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress,
                              remeasure=args.remeasure)
+        if "cells_total" not in summary:  # a torchrun rank other than 0: rank 0 reports
+            return 0
         print(f"{summary['cells_measured_now']} cells measured, {summary['cells_resumed']} resumed, "
               f"{summary['failed_rows_now']} failed rows, {summary['wall_time_s']:.1f} s")
         for note in summary["notes"]:

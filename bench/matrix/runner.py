@@ -24,6 +24,7 @@ from bench.matrix.measure_cells import MEASURERS, solver_of
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
 from bench.results import MeasurementStore, atomic_write_text
+from bench.train.distributed import init_distributed
 
 ENVIRONMENT = "environment.json"
 
@@ -53,6 +54,46 @@ def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:
     return None
 
 
+TIMING_GROUPS = ("latency_ms", "sample_time_s", "peak_gflops")
+"""Groups whose numbers are times: on a CPU, ranks of one machine share its cores."""
+
+
+def check_shardable(spec: MatrixSpec) -> None:
+    """Refuse CPU timings under torchrun: ranks on one machine share its cores, so their latencies
+    disturb each other and mean nothing. Counts, sizes and memory shard fine."""
+    timed = [g for g in TIMING_GROUPS if any(m in spec.metrics for m in GROUPS[g])]
+    if "cpu" in spec.devices and timed:
+        raise UsageError(f"under torchrun the CPU ranks share cores, so CPU timings ({', '.join(timed)}) "
+                         "would disturb each other; run them in one process, or shard only CUDA devices "
+                         "and deterministic metrics")
+
+
+def _rank_file(rank: int) -> str:
+    return f".measurements.rank{rank}.csv"
+
+
+def _merge_rank_files(out_dir: Path, store: MeasurementStore) -> None:
+    """Append every rank's rows to measurements.csv (atomically), then remove the rank files."""
+    parts = sorted(out_dir.glob(".measurements.rank*.csv"))
+    rows = []
+    for part in parts:
+        frame = MeasurementStore(out_dir, part.name).frame
+        rows += frame.to_dict("records")
+    store.add([{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows])
+    for part in parts:
+        part.unlink()
+
+
+def _device_index(cell: Cell) -> int | None:
+    return torch.cuda.current_device() if cell.device == "cuda" and torch.cuda.is_available() else None
+
+
+def _failed_rows(cell: Cell, reason: str) -> list[dict[str, Any]]:
+    return [{"model": model, "metric": m, "value": None, "unit": METRICS[m], "stat": "value",
+             "status": "failed", "error": reason, "mode": mode}
+            for model in cell.models for m in cell.metrics for mode in cell.modes]
+
+
 def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
     """Rows of one cell; a failure becomes one 'failed' row per metric with the reason."""
     reason = _skip_reason(spec, cell)
@@ -63,9 +104,7 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
             reason = failure_reason(error)
             if cell.device == "cuda":
                 torch.cuda.empty_cache()
-    return [{"model": model, "metric": m, "value": None, "unit": METRICS[m], "stat": "value",
-             "status": "failed", "error": reason, "mode": mode}
-            for model in cell.models for m in cell.metrics for mode in cell.modes]
+    return _failed_rows(cell, reason)
 
 
 def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
@@ -77,6 +116,14 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
     out_dir = Path(out_dir)
     forget = _remeasured_metrics(remeasure)
     _check_writable(out_dir)
+    ctx = init_distributed("cpu")  # object collectives only (gloo); a world of one without torchrun
+    if ctx.is_distributed:
+        check_shardable(spec)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(ctx.local_rank % torch.cuda.device_count())  # "cuda" = this rank's GPU
+    if ctx.is_main:  # rows a crashed torchrun run left in its rank files count as finished
+        _merge_rank_files(out_dir, MeasurementStore(out_dir))
+    ctx.barrier()
     torch.set_num_threads(spec.threads)
     allocator_pinned = steady_allocator()
     env = run_context()
@@ -92,17 +139,40 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         store.drop_cells(failed & {c.key for c in cells})
     done = store.done_cells()
     todo = [c for c in cells if c.key not in done]
+    mine = todo[ctx.rank::ctx.world_size]
+    # Under torchrun each rank appends to its own file; rank 0 merges them when all are done (and,
+    # after a crash, at the start of the next run, so that a restart resumes every finished cell).
+    sink = MeasurementStore(out_dir, _rank_file(ctx.rank)) if ctx.is_distributed else store
     started = time.perf_counter()
     failures = 0
-    bar = tqdm(todo, desc=spec.name, unit="cell", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(mine, desc=spec.name, unit="cell", disable=not progress or not ctx.is_main,
+               dynamic_ncols=True)
+    rank_error: str | None = None
     for cell in bar:
         bar.set_postfix_str(cell.key, refresh=True)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if rank_error is None:
+            try:
+                measured = measure_cell(spec, cell)
+            except Exception as error:  # noqa: BLE001 - this rank is broken; record, do not hang the rest
+                rank_error = f"rank {ctx.rank} failed: {failure_reason(error)}"
+        if rank_error is not None:
+            measured = _failed_rows(cell, rank_error)
         rows = [{**_context_columns(spec, cell, env, row.get("model", cell.model)), **row,
-                 "timestamp": stamp} for row in measure_cell(spec, cell)]
+                 "rank": ctx.rank, "device_index": _device_index(cell), "timestamp": stamp}
+                for row in measured]
         failures += sum(r["status"] == "failed" for r in rows)
-        store.add(rows)
+        sink.add(rows)
     bar.close()
+    if ctx.is_distributed:
+        ctx.barrier()
+        failures = sum(ctx.all_gather_objects(failures))
+        if ctx.is_main:
+            _merge_rank_files(out_dir, store)
+        ctx.barrier()
+        if not ctx.is_main:
+            ctx.close()
+            return {"rank": ctx.rank, "cells_measured_now": len(mine)}
     if forget and not todo:
         store.save()  # nothing was re-measured (the metric is not in this matrix): drop the stale rows
     wall = time.perf_counter() - started
@@ -111,10 +181,11 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         "cells_total": len(cells), "cells_measured_now": len(todo),
         "cells_resumed": len(cells) - len(todo), "failed_rows_now": failures,
         "wall_time_s": round(wall, 2), "threads": spec.threads,
-        "glibc_allocator_pinned": allocator_pinned, "notes": notes,
+        "glibc_allocator_pinned": allocator_pinned, "notes": notes, "world_size": ctx.world_size,
         "spec": asdict(spec), "environment": env,
     }
     _write_environment(out_dir, summary)
+    ctx.close()
     return summary
 
 
