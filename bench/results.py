@@ -8,7 +8,10 @@ Rows of one matrix cell share a `cell` key; `done_cells` lets an interrupted run
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -43,8 +46,51 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def read_measurements(path: Path) -> pd.DataFrame:
-    """Read a measurements CSV (a directory means its measurements.csv); empty frame if absent."""
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+STATUSES = ("ok", "failed")
+
+
+def damaged_rows(frame: pd.DataFrame, *, ends_with_newline: bool = True) -> dict[int, str]:
+    """Frame index -> why that row cannot be trusted (cut short, or a field that does not parse).
+
+    Every writer ends a row with its `timestamp`, so a row cut anywhere before its end has no
+    complete timestamp; a file that does not end with a newline was cut inside its last row even if
+    what is left happens to parse (a cut-off number still reads as a number).
+    """
+    problems: dict[int, str] = {}
+    if frame.empty:
+        return problems
+    text = {c: frame[c].astype(str).where(frame[c].notna(), "") for c in ("model", "metric", "status")
+            if c in frame}
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    stamps = frame["timestamp"].astype(str).where(frame["timestamp"].notna(), "") \
+        if "timestamp" in frame else None
+    for position, index in enumerate(frame.index):
+        if text["model"][index] == "" or text["metric"][index] == "":
+            problems[index] = "model or metric is missing"
+        elif "status" in text and text["status"][index].lower() not in STATUSES + ("",):
+            problems[index] = f"status {text['status'][index]!r} is neither ok nor failed"
+        elif (text.get("status", {}).get(index, "ok") or "ok").lower() == "ok" \
+                and (pd.isna(values[index]) or values[index] in (float("inf"), float("-inf"))):
+            problems[index] = f"value {frame['value'][index]!r} is not a number"
+        elif stamps is not None and not _TIMESTAMP.match(stamps[index]):
+            problems[index] = "the row is cut short (no complete timestamp at its end)"
+        elif position == len(frame) - 1 and not ends_with_newline:
+            problems[index] = "the file ends inside this row (no final newline)"
+    return problems
+
+
+def csv_line(frame: pd.DataFrame, index: int) -> int:
+    """The 1-based line of a row in the CSV it was read from (line 1 is the header)."""
+    return list(frame.index).index(index) + 2
+
+
+def read_measurements(path: Path, *, damaged: str = "raise") -> pd.DataFrame:
+    """Read a measurements CSV (a directory means its measurements.csv); empty frame if absent.
+
+    `damaged`: what to do with rows that are cut short or do not parse (`damaged_rows`): "raise" a
+    one-line UsageError naming the first such line (reports), or "keep" them (the caller decides,
+    e.g. `MeasurementStore` sets them aside and re-measures their cells)."""
     path = Path(path)
     if path.is_dir():
         path = path / MEASUREMENTS
@@ -61,7 +107,23 @@ def read_measurements(path: Path) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = None
+    if damaged == "raise":
+        problems = damaged_rows(frame, ends_with_newline=_ends_with_newline(path))
+        if problems:
+            index, reason = next(iter(problems.items()))
+            raise UsageError(f"{path} line {csv_line(frame, index)}: {reason}; the file is damaged "
+                             f"({len(problems)} bad row(s)); restore it, or run the same "
+                             "'python -m bench run' again to set them aside and re-measure")
     return frame
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 class MeasurementStore:
@@ -71,7 +133,37 @@ class MeasurementStore:
     def __init__(self, directory: Path, name: str = MEASUREMENTS) -> None:
         self.directory = Path(directory)
         self.path = self.directory / name
-        self.frame = read_measurements(self.path)
+        self.notices: list[str] = []
+        """What was done on opening (damaged rows set aside), for the caller to print."""
+        self.frame = read_measurements(self.path, damaged="keep")
+        if self.path.exists():
+            self._set_aside_damaged()
+
+    def _set_aside_damaged(self) -> None:
+        """Drop rows that are cut short or do not parse, with every row of their cells (a cell cut
+        in the middle looks finished otherwise), after keeping a copy of the file beside it."""
+        problems = damaged_rows(self.frame, ends_with_newline=_ends_with_newline(self.path))
+        if not problems:
+            return
+        copy = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        shutil.copyfile(self.path, copy)
+        cells = self.frame["cell"].astype(str).where(self.frame["cell"].notna(), "")
+        positions = list(self.frame.index)
+        suspect = set()
+        for index in problems:
+            suspect.add(cells[index])
+            before = positions.index(index) - 1
+            if before >= 0:  # rows of a cell are written together: the cell the cut row continued
+                suspect.add(cells[positions[before]])
+        suspect.discard("")
+        drop = self.frame.index.isin(list(problems)) | cells.isin(suspect)
+        first = next(iter(problems))
+        self.notices.append(
+            f"{self.path}: set aside {int(drop.sum())} row(s) ({len(problems)} damaged, first at line "
+            f"{csv_line(self.frame, first)}: {problems[first]}) and {len(suspect)} cell(s) to "
+            f"re-measure; the damaged file is kept as {copy.name}")
+        self.frame = self.frame[~drop]
+        self.save()
 
     def done_cells(self) -> set[str]:
         """Cells that finished (ok or failed) in an earlier, possibly interrupted, run."""

@@ -121,14 +121,18 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         check_shardable(spec)
         if torch.cuda.is_available():
             torch.cuda.set_device(ctx.local_rank % torch.cuda.device_count())  # "cuda" = this rank's GPU
+    opening_notices: list[str] = []
     if ctx.is_main:  # rows a crashed torchrun run left in its rank files count as finished
-        _merge_rank_files(out_dir, MeasurementStore(out_dir))
+        opened = MeasurementStore(out_dir)  # also sets damaged rows aside (see MeasurementStore)
+        _merge_rank_files(out_dir, opened)
+        opening_notices = opened.notices
     ctx.barrier()
     torch.set_num_threads(spec.threads)
     allocator_pinned = steady_allocator()
     env = run_context()
     store = MeasurementStore(out_dir)
     cells, notes = expand(spec)
+    notes = opening_notices + notes
     if forget and not store.frame.empty:
         stale = store.frame["metric"].isin(forget) | store.frame["cell"].astype(str).str.split(
             "|").str[0].isin(forget)

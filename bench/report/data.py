@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.results import COLUMNS, MEASUREMENTS, read_measurements
+from bench.results import COLUMNS, MEASUREMENTS, csv_line, read_measurements
 
 ENVIRONMENT = "environment.json"
 
@@ -66,7 +66,30 @@ def load_results(results_dir: Path) -> Results:
         raise UsageError(f"no {MEASUREMENTS} in {results_dir}: run 'python -m bench run' first "
                          "or pass --results DIR")
     environment, note = read_environment(results_dir / ENVIRONMENT)
-    return results_from_frame(read_measurements(path), environment, note)
+    frame = read_measurements(path)
+    check_plausible(frame, path)
+    return results_from_frame(frame, environment, note)
+
+
+NON_NEGATIVE_UNITS = frozenset({"count", "MACs", "FLOPs", "evaluations", "MiB", "ms", "s", "GFLOP/s"})
+INTEGER_METRICS = frozenset({"params", "params_trainable", "macs_thop", "macs_fvcore", "flops_torch",
+                             "nfe"})
+
+
+def check_plausible(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse values no measurement can produce (a negative time or size, a fractional count), with
+    the line, instead of rendering them."""
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    ok = frame["status"].astype(str).str.lower().isin(["ok", "", "nan", "none"])
+    negative = ok & frame["unit"].astype(str).isin(NON_NEGATIVE_UNITS) & (values < 0)
+    fractional = ok & frame["metric"].astype(str).isin(INTEGER_METRICS) & (values != values.round())
+    for mask, what in ((negative, "is negative, which no measurement of it can be"),
+                       (fractional, "is not an integer, but it counts something")):
+        if mask.any():
+            index = mask[mask].index[0]
+            row = frame.loc[index]
+            raise UsageError(f"{path} line {csv_line(frame, index)}: {row['model']} {row['metric']} = "
+                             f"{row['value']} {what}; fix or re-measure that row")
 
 
 def results_from_frame(frame: pd.DataFrame, environment: dict[str, Any] | None = None,

@@ -1,0 +1,107 @@
+"""A damaged results file or baseline never becomes a number: a CSV cut short is refused by
+`report` (one line naming the line, exit 2), set aside and re-measured on resume, and a cut or
+malformed baseline is a one-line error of `check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+MATRIX = """
+[matrix]
+models = ["unet", "cunet"]
+resolutions = [32]
+metrics = ["params", "macs_thop", "nfe"]
+threads = 1
+
+[overrides]
+unet = { width = 8, attn_heads = 1, attn_dim_head = 8 }
+cunet = { width = 4 }
+"""
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("damaged")
+    config = root / "tiny.toml"
+    config.write_text(MATRIX)
+    assert main(["run", "--config", str(config), "--out", str(root / "run"), "--no-progress",
+                 "--reports", str(root / "reports")]) == 0
+    return root
+
+
+def _copy_run(measured: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("measurements.csv", "environment.json"):
+        (run / name).write_bytes((measured / "run" / name).read_bytes())
+    return run
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("cut", [7, 40, 90])
+def test_report_refuses_a_file_cut_short(measured, tmp_path, capsys, cut: int) -> None:
+    run = _copy_run(measured, tmp_path)
+    text = (run / "measurements.csv").read_text()
+    (run / "measurements.csv").write_text(text[: len(text) - cut])  # a copy that stopped mid-line
+    assert main(["report", "--results", str(run), "--out", str(tmp_path / "rep")]) == 2
+    line = _one_error_line(capsys)
+    lines = len(text[: len(text) - cut].splitlines())
+    assert f"line {lines}:" in line and "damaged" in line
+    assert not (tmp_path / "rep").exists() or not list((tmp_path / "rep").iterdir())
+
+
+def test_resume_sets_damaged_rows_aside_and_measures_their_cell_again(measured, tmp_path, capsys) -> None:
+    run = _copy_run(measured, tmp_path)
+    full = pd.read_csv(run / "measurements.csv")
+    text = (run / "measurements.csv").read_text()
+    (run / "measurements.csv").write_text(text[:-60])
+    last_cell = full["cell"].iloc[-1]
+    config = tmp_path / "tiny.toml"
+    config.write_text(MATRIX)
+    assert main(["run", "--config", str(config), "--out", str(run), "--no-progress",
+                 "--reports", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "set aside" in out and "cell(s) to re-measure" in out
+    assert "1 cells measured" in out
+    assert list(run.glob("measurements.csv.damaged-*"))
+    again = pd.read_csv(run / "measurements.csv")
+    key = ["cell", "model", "metric", "stat"]
+    assert sorted(map(tuple, again[key].values)) == sorted(map(tuple, full[key].values))
+    assert again.loc[again["cell"] == last_cell, "value"].tolist() == \
+        full.loc[full["cell"] == last_cell, "value"].tolist()
+
+
+@pytest.mark.parametrize(("metric", "value", "message"), [
+    ("params", "12x4", "not a number"),
+    ("params", "1234.5", "not an integer"),
+    ("macs_thop", "-5", "is negative"),
+])
+def test_report_refuses_impossible_values(measured, tmp_path, capsys, metric, value, message) -> None:
+    run = _copy_run(measured, tmp_path)
+    frame = pd.read_csv(run / "measurements.csv", dtype=str, keep_default_na=False)
+    index = frame.index[frame["metric"] == metric][0]
+    frame.loc[index, "value"] = value
+    frame.to_csv(run / "measurements.csv", index=False)
+    assert main(["report", "--results", str(run), "--out", str(tmp_path / "rep")]) == 2
+    line = _one_error_line(capsys)
+    assert f"line {index + 2}" in line and message in line
+
+
+def test_check_refuses_a_baseline_cut_short(tmp_path, capsys) -> None:
+    text = Path("results/baseline.csv").read_text()
+    for cut in (3, 25):
+        path = tmp_path / f"baseline-{cut}.csv"
+        path.write_text(text[: len(text) - cut])
+        assert main(["check", "--baseline", str(path), "--skip-latency"]) == 2
+        line = _one_error_line(capsys)
+        assert "damaged or cut short" in line and f"line {len(text[:-cut].splitlines())}" in line
