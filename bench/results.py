@@ -7,6 +7,7 @@ Rows of one matrix cell share a `cell` key; `done_cells` lets an interrupted run
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -50,12 +51,15 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 STATUSES = ("ok", "failed")
 
 
-def damaged_rows(frame: pd.DataFrame, *, ends_with_newline: bool = True) -> dict[int, str]:
+def damaged_rows(frame: pd.DataFrame, *, ends_with_newline: bool = True,
+                 field_counts: list[int] | None = None,
+                 header_fields: int | None = None) -> dict[int, str]:
     """Frame index -> why that row cannot be trusted (cut short, or a field that does not parse).
 
-    Every writer ends a row with its `timestamp`, so a row cut anywhere before its end has no
-    complete timestamp; a file that does not end with a newline was cut inside its last row even if
-    what is left happens to parse (a cut-off number still reads as a number).
+    A row cut short has fewer fields than the header (`field_counts`: fields per data line, as
+    written) or, cut inside its last field, an incomplete `timestamp`; a file that does not end
+    with a newline was cut inside its last row even if what is left happens to parse (a cut-off
+    number still reads as a number).
     """
     problems: dict[int, str] = {}
     if frame.empty:
@@ -66,15 +70,20 @@ def damaged_rows(frame: pd.DataFrame, *, ends_with_newline: bool = True) -> dict
     stamps = frame["timestamp"].astype(str).where(frame["timestamp"].notna(), "") \
         if "timestamp" in frame else None
     for position, index in enumerate(frame.index):
-        if text["model"][index] == "" or text["metric"][index] == "":
+        status = (text["status"][index] if "status" in text else "").lower() or "ok"
+        if text["model"][index] == "" or (text["metric"][index] == "" and status == "ok"):
+            # (a failed row without a metric is a whole failed cell: allowed)
             problems[index] = "model or metric is missing"
         elif "status" in text and text["status"][index].lower() not in STATUSES + ("",):
             problems[index] = f"status {text['status'][index]!r} is neither ok nor failed"
-        elif (text.get("status", {}).get(index, "ok") or "ok").lower() == "ok" \
+        elif status == "ok" \
                 and (pd.isna(values[index]) or values[index] in (float("inf"), float("-inf"))):
             problems[index] = f"value {frame['value'][index]!r} is not a number"
-        elif stamps is not None and not _TIMESTAMP.match(stamps[index]):
-            problems[index] = "the row is cut short (no complete timestamp at its end)"
+        elif field_counts is not None and header_fields and position < len(field_counts) \
+                and field_counts[position] < header_fields:
+            problems[index] = f"the row is cut short ({field_counts[position]} of {header_fields} fields)"
+        elif stamps is not None and stamps[index] not in ("", "nan") and not _TIMESTAMP.match(stamps[index]):
+            problems[index] = f"the row is cut short (incomplete timestamp {stamps[index]!r})"
         elif position == len(frame) - 1 and not ends_with_newline:
             problems[index] = "the file ends inside this row (no final newline)"
     return problems
@@ -108,13 +117,32 @@ def read_measurements(path: Path, *, damaged: str = "raise") -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = None
     if damaged == "raise":
-        problems = damaged_rows(frame, ends_with_newline=_ends_with_newline(path))
+        problems = file_damage(frame, path)
         if problems:
             index, reason = next(iter(problems.items()))
             raise UsageError(f"{path} line {csv_line(frame, index)}: {reason}; the file is damaged "
                              f"({len(problems)} bad row(s)); restore it, or run the same "
                              "'python -m bench run' again to set them aside and re-measure")
     return frame
+
+
+def file_damage(frame: pd.DataFrame, path: Path) -> dict[int, str]:
+    """`damaged_rows` of a frame read from `path`, with the file's own line structure."""
+    counts = _field_counts(path)
+    return damaged_rows(frame, ends_with_newline=_ends_with_newline(path),
+                        field_counts=counts[1:] if counts else None,
+                        header_fields=counts[0] if counts else None)
+
+
+def _field_counts(path: Path) -> list[int] | None:
+    """Fields of the header and of every non-blank data line, as the csv module splits them (None
+    if unreadable)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            counts = [len(fields) for fields in csv.reader(handle) if fields]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return counts
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -142,7 +170,7 @@ class MeasurementStore:
     def _set_aside_damaged(self) -> None:
         """Drop rows that are cut short or do not parse, with every row of their cells (a cell cut
         in the middle looks finished otherwise), after keeping a copy of the file beside it."""
-        problems = damaged_rows(self.frame, ends_with_newline=_ends_with_newline(self.path))
+        problems = file_damage(self.frame, self.path)
         if not problems:
             return
         copy = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")

@@ -17,7 +17,7 @@ import pandas as pd
 import models
 from bench.errors import UsageError
 from bench.gate.compare import KNOWN_METRICS, LATENCY_RATIO, Key
-from bench.results import COLUMNS, atomic_write_text, csv_line, damaged_rows
+from bench.results import COLUMNS, atomic_write_text, csv_line, file_damage
 
 DEFAULT_BASELINE = Path("results") / "baseline.csv"
 REQUIRED_COLUMNS = ("model", "metric", "value", "unit", "stat", "device", "batch_size", "resolution",
@@ -78,10 +78,6 @@ def _read_frame(path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise _fail(path, f"lacks the columns {', '.join(missing)}")
-    problems = damaged_rows(frame, ends_with_newline=path.read_bytes().endswith(b"\n"))
-    if problems:
-        index, reason = next(iter(problems.items()))
-        raise _fail(path, f"line {csv_line(frame, index)}: {reason} (the file is damaged or cut short)")
     if frame.empty:
         raise _fail(path, "has no rows")
     return frame
@@ -152,6 +148,10 @@ def load_baseline(path: Path) -> Baseline:
         first = bad.iloc[0]
         raise _fail(path, f"has a non-numeric value for {first['model']} {first['metric']} "
                           f"({first['value']!r})")
+    problems = file_damage(frame, path)
+    if problems:
+        index, reason = next(iter(problems.items()))
+        raise _fail(path, f"line {csv_line(frame, index)}: {reason} (the file is damaged or cut short)")
     values: dict[Key, float] = {}
     for model, metric, value in zip(frame["model"], frame["metric"], values_column, strict=True):
         key = (str(model), str(metric))

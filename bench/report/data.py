@@ -82,7 +82,9 @@ def check_plausible(frame: pd.DataFrame, path: Path) -> None:
     values = pd.to_numeric(frame["value"], errors="coerce")
     ok = frame["status"].astype(str).str.lower().isin(["ok", "", "nan", "none"])
     negative = ok & frame["unit"].astype(str).isin(NON_NEGATIVE_UNITS) & (values < 0)
-    fractional = ok & frame["metric"].astype(str).isin(INTEGER_METRICS) & (values != values.round())
+    # off an integer by more than float64 rounding of the written number
+    fractional = (ok & frame["metric"].astype(str).isin(INTEGER_METRICS)
+                  & ((values - values.round()).abs() > 1e-9 * values.abs().clip(lower=1.0)))
     for mask, what in ((negative, "is negative, which no measurement of it can be"),
                        (fractional, "is not an integer, but it counts something")):
         if mask.any():
