@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from bench.errors import UsageError
 from models.errors import ModelInputError
@@ -40,7 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a batch scheduler sends) turned into the same clean stop as Ctrl-C: finished
+    cells are kept, and `subprocess.run` kills its child (the memory probe) on the way out."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "command", None):
@@ -49,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ModelInputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are kept; run the same command again to resume",
+    except KeyboardInterrupt as stop:
+        what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        print(f"{what}: finished cells are kept; run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130

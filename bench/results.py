@@ -51,6 +51,31 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 STATUSES = ("ok", "failed")
 
 
+def ensure_writable_dir(path: Path, flag: str, *, fix: str | None = None) -> Path:
+    """Create `path` (and parents) and prove a file can be written in it, before any measuring or
+    training; a one-line UsageError naming `flag` otherwise (e.g. a path under a regular file)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"cannot write to {flag} {path}: {reason}; "
+                         f"{fix or f'pass a writable {flag} DIR'}") from None
+    return path
+
+
+def ensure_writable_file(path: Path, flag: str) -> Path:
+    """The same for a file to be (re)written atomically: its folder writable, itself not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory; pass a file path")
+    ensure_writable_dir(path.parent, f"the folder of {flag}", fix=f"pass a writable {flag} FILE")
+    return path
+
+
 def damaged_rows(frame: pd.DataFrame, *, ends_with_newline: bool = True,
                  field_counts: list[int] | None = None,
                  header_fields: int | None = None) -> dict[int, str]:

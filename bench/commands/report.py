@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.results import MEASUREMENTS, read_measurements
+from bench.results import MEASUREMENTS, ensure_writable_dir, read_measurements
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,9 @@ def write_reports(results_dirs: list[Path], out_dir: Path) -> list[Path]:
 
 def execute(args: argparse.Namespace) -> int:
     out = args.out or args.results[0] / "reports"
+    for directory in args.results:
+        read_measurements(directory)  # a missing or damaged results file fails before writing
+    ensure_writable_dir(out, "--out")
     written = write_reports(list(args.results), out)
     for path in written:
         print(path)

@@ -52,6 +52,10 @@ def execute(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / name
     reports = args.reports or out / "reports"
     started = time.perf_counter()
+    from bench.results import ensure_writable_dir
+
+    ensure_writable_dir(out, "--out")  # both, before anything is measured or trained
+    ensure_writable_dir(reports, "--reports")
     if args.config is None and name in quality_profiles():
         from bench.quality.profiles import run_quality_profile
 

@@ -80,11 +80,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def execute(args: argparse.Namespace) -> int:
+    from bench.results import ensure_writable_dir
     from bench.train import TrainingDiverged, init_distributed, train
     from bench.train.config import validate
 
     config = config_from_args(args)
     validate(config)
+    ensure_writable_dir(config.out, "--out")
     dist = init_distributed(config.device)
     try:
         result = train(config, dist)

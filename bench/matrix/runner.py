@@ -23,7 +23,7 @@ from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
 from bench.matrix.measure_cells import MEASURERS, solver_of
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
-from bench.results import MeasurementStore, atomic_write_text
+from bench.results import MeasurementStore, atomic_write_text, ensure_writable_dir
 from bench.train.distributed import init_distributed
 
 ENVIRONMENT = "environment.json"
@@ -115,7 +115,7 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
     cells the matrix no longer has) are dropped first, so they are measured again."""
     out_dir = Path(out_dir)
     forget = _remeasured_metrics(remeasure)
-    _check_writable(out_dir)
+    ensure_writable_dir(out_dir, "--out")
     ctx = init_distributed("cpu")  # object collectives only (gloo); a world of one without torchrun
     if ctx.is_distributed:
         check_shardable(spec)
@@ -215,14 +215,3 @@ def _write_environment(out_dir: Path, summary: dict[str, Any]) -> None:
             previous = []
     summary = {**summary, "earlier_invocations": previous}
     atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
-
-
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"cannot write to output directory {out_dir}: {error.strerror}; "
-                         "pass a writable --out DIR") from None

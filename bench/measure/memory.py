@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -155,13 +156,26 @@ def peak_memory_subprocess(
     )
 
 
+def _die_with_parent() -> None:
+    """In the probe child before exec (Linux): the kernel sends it SIGKILL when the parent dies,
+    so a probe never outlives a killed run, even one killed with SIGKILL."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_probe(payload: str, timeout_s: float, what: str) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", "bench.measure._memprobe", payload]
     try:
         done = subprocess.run(
-            command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s
+            command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
     except subprocess.TimeoutExpired:
         raise MemoryProbeError(f"memory probe timed out after {timeout_s:g} s ({what})") from None

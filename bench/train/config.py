@@ -82,6 +82,11 @@ def validate(config: TrainConfig) -> None:
 
     if config.model not in available():
         raise UsageError(f"unknown model {config.model!r}; available: {', '.join(available())}")
+    if config.resolution is not None and isinstance(config.resolution, int) and config.resolution > 0:
+        # before any data is loaded or anything written: a model that cannot take the resolution
+        from models import check_resolution
+
+        check_resolution(config.model, config.resolution, **config.model_overrides(config.channels or 3))
     for name in ("steps", "batch_size", "ema_every", "checkpoint_every", "keep_checkpoints",
                  "log_every", "timesteps"):
         _positive_int(name.replace("_", "-"), getattr(config, name))
