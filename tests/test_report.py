@@ -248,14 +248,16 @@ def test_latency_table_has_same_run_ratios_and_the_authors_latency(
     at_paper = data[(data["batch_size"] == 1) & (data["resolution"] == 64)].set_index("model")
     assert at_paper.loc["cunet", "ratio"] == pytest.approx(2.0)
     assert at_paper.loc["cunet", "ratio_to"] == "unet"
-    assert at_paper.loc["unet", "authors_ms"] == 60.0
+    assert at_paper.loc["unet", "authors_ratio"] == 1.0
     assert at_paper.loc["cunet", "authors_ratio"] == pytest.approx(39 / 60)
-    assert at_paper.loc["cunet-attn5", "ours_over_authors"] == pytest.approx(
-        synthetic_latency("cunet-attn5", 1, 64) / 69)
+    assert at_paper.loc["cunet-attn5", "authors_ratio"] == pytest.approx(69 / 60)
     # The authors' numbers are batch 1 at 64x64 on a CPU: nothing to compare elsewhere.
     elsewhere = data[(data["batch_size"] == 4) | (data["resolution"] != 64)]
-    assert elsewhere["authors_ms"].isna().all() and len(elsewhere) > 0
+    assert elsewhere["authors_ratio"].isna().all() and len(elsewhere) > 0
+    # No cross-run absolute comparison anywhere: our ms are never divided by the authors' ms.
+    assert not {"authors_ms", "ours_over_authors"} & set(data.columns)
     markdown = (results / "reports" / "latency.md").read_text()
+    assert "ours / authors" not in markdown and "never our milliseconds with theirs" in markdown
     assert "round-robin" in markdown and "2.000 x unet" in markdown
     assert "## cpu, float32, 2 threads" in markdown
 
@@ -329,3 +331,20 @@ def test_each_device_gets_one_table1_section_and_its_own_peak(tmp_path: Path) ->
     assert achieved.loc["cpu", "fraction_of_peak"] == pytest.approx(8e9 / 4e-3 / 1e9 / 100.0)
     assert achieved.loc["cuda", "achieved_gflops"] == pytest.approx(8e9 / 2e-3 / 1e9)
     assert math.isnan(achieved.loc["cuda", "fraction_of_peak"])  # no CUDA peak: not the CPU's
+
+
+def test_memory_report_says_where_the_quarter_memory_claim_holds(tmp_path: Path) -> None:
+    from bench.report.data import results_from_frame
+    from bench.report.memory import claim_sentence, memory_data, write_memory_report
+
+    rows = [row(m, "checkpoint_mib", v, "MiB") for m, v in (("unet", 545.0), ("cunet-attn5", 138.0))]
+    for batch, (unet, attn5) in {1: (190.0, 70.0), 64: (1292.0, 2275.0)}.items():
+        rows += [row("unet", "peak_infer_mib", unet, "MiB", batch_size=batch, device="cuda"),
+                 row("cunet-attn5", "peak_infer_mib", attn5, "MiB", batch_size=batch, device="cuda")]
+    results = results_from_frame(pd.DataFrame(rows))
+    data = memory_data(results)
+    sentence = claim_sentence(data, results, "cunet-attn5")
+    assert "checkpoint is 0.25 x" in sentence and "where the claim holds" in sentence
+    assert "0.37 x at batch 1 and 1.76 x at batch 64 (more than the U-Net)" in sentence
+    paths = write_memory_report(results, tmp_path)
+    assert {p.name for p in paths} == {"memory.md", "memory.csv", "memory.png"}
