@@ -10,3 +10,17 @@ def failure_reason(error: BaseException, limit: int = 300) -> str:
     measurement records instead of a traceback."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:limit]
+
+
+def parse_cli_value(text: str) -> object:
+    """A KEY=VALUE flag's value: a Python/TOML-like literal (42, 1.5, true, [1, 2], 'x') or else the
+    text itself. The model's configuration then checks its type and range (`models.build`)."""
+    import ast
+
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text

@@ -62,7 +62,7 @@ def ensure_writable_dir(path: Path, flag: str, *, fix: str | None = None) -> Pat
         os.unlink(probe)
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise UsageError(f"cannot write to {flag} {path}: {reason}; "
+        raise UsageError(f"cannot write to output directory {path} ({flag}): {reason}; "
                          f"{fix or f'pass a writable {flag} DIR'}") from None
     return path
 

@@ -7,6 +7,8 @@ check them.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass
 
 from torch import nn
@@ -82,10 +84,13 @@ def preset_config(name: str, **overrides: object) -> ModelConfig:
     kind = type(config).__name__
     fields = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, object] = {}
+    spelled: dict[str, str] = {}
     for key, value in overrides.items():
         if key in _ALIASES:
+            spelled[_ALIASES[key][kind]] = f"{key} ({_ALIASES[key][kind]})"
             key = _ALIASES[key][kind]
         if key == "channels":
+            _check_type(name, "channels", value, int)
             changes["in_channels"] = changes["out_channels"] = value
             continue
         if key not in fields:
@@ -96,9 +101,52 @@ def preset_config(name: str, **overrides: object) -> ModelConfig:
         if key in ("attention", "dim_mults", "full_attention") and isinstance(value, list):
             value = tuple(value)
         changes[key] = value
+    for key, value in changes.items():
+        _check_type(name, spelled.get(key, key), value, _field_types(type(config))[key])
     config = dataclasses.replace(config, **changes)
     _validate(name, config)
     return config
+
+
+def _field_types(kind: type) -> dict[str, object]:
+    return typing.get_type_hints(kind)
+
+
+def _describe(expected: object) -> str:
+    if expected is bool:
+        return "true or false"
+    if expected is int:
+        return "a positive integer"
+    if expected is float:
+        return "a positive number"
+    if expected is str:
+        return "a string"
+    inner = typing.get_args(expected)[0] if typing.get_args(expected) else str
+    return f"a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s"
+
+
+def _type_ok(value: object, expected: object) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if expected is float:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value) and value > 0)
+    if expected is str:
+        return isinstance(value, str)
+    if typing.get_origin(expected) is tuple:
+        inner = typing.get_args(expected)[0]
+        return isinstance(value, tuple) and all(_type_ok(v, inner) for v in value)
+    return True
+
+
+def _check_type(name: str, key: str, value: object, expected: object) -> None:
+    """A value of the wrong type or range is a one-line ModelInputError naming the key, the value
+    and what is accepted (never a traceback from deep inside torch)."""
+    if not _type_ok(value, expected):
+        raise ModelInputError(f"{name}: {key} = {value!r} is not accepted; {key} takes "
+                              f"{_describe(expected)}")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -35,7 +35,7 @@ def check_denoiser_inputs(
     if height % multiple or width % multiple or height == 0 or width == 0:
         raise ModelInputError(
             f"{name}: resolution {height}x{width} is not a multiple of {multiple}, which its "
-            f"down-sampling needs; use e.g. {max(multiple, height // multiple * multiple)}"
+            f"down-sampling needs; use e.g. {max(multiple, min_size or 0, height // multiple * multiple)}"
         )
     if min_size and (height < min_size or width < min_size):
         raise ModelInputError(

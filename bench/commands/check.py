@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UsageError
+from bench.errors import UsageError, parse_cli_value
 from bench.gate.baseline import DEFAULT_BASELINE
 from bench.gate.run import CheckResult, GateOptions, UpdateResult, run_check, run_update
 from bench.gate.table import changes_table, findings_table, summary_table
@@ -46,19 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "rounds, steadier ratios")
 
 
-def parse_value(text: str) -> Any:
-    """An override value: int, float, true/false, or the string itself."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    return text
-
-
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     """['cunet:num_filters=17', ...] -> {'cunet': {'num_filters': 17}}."""
     overrides: dict[str, dict[str, Any]] = {}
@@ -67,7 +54,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         key, eq, value = assignment.partition("=")
         if not (sep and eq and model and key and value):
             raise UsageError(f"--override {item!r}: expected MODEL:KEY=VALUE, e.g. cunet:num_filters=17")
-        overrides.setdefault(model.strip(), {})[key.strip()] = parse_value(value.strip())
+        overrides.setdefault(model.strip(), {})[key.strip()] = parse_cli_value(value.strip())
     return overrides
 
 

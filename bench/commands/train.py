@@ -8,22 +8,17 @@ Running the same command again resumes from the newest checkpoint in --out.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.errors import UsageError, parse_cli_value
 
 
 def _override(text: str) -> tuple[str, object]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"--model-arg expects KEY=VALUE, got {text!r}")
-    try:
-        value: object = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key.strip(), value
+    return key.strip(), parse_cli_value(raw.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -61,6 +61,9 @@ class LatencySettings:
     """The model the same-run ratios are taken to (the matrix's first model if it is absent)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.budget_s, bool) or not isinstance(self.budget_s, int | float):
+            raise UsageError(f"[latency] budget_s = {self.budget_s!r} is not accepted; it takes a "
+                             "number of seconds >= 0")
         try:
             self.plan(1)  # the measuring side's own checks, so a bad table fails before measuring
         except UsageError as error:
@@ -230,11 +233,23 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     for model in model_names:
         for resolution in resolutions:
             models.check_resolution(aliases.get(model, model), resolution, **overrides.get(model, {}))
+    seed = matrix.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"matrix.seed = {seed!r} is not accepted; seed takes a non-negative integer")
+    channels = matrix.get("channels", 3)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise UsageError(f"matrix.channels = {channels!r} is not accepted; channels takes a positive "
+                         "integer (1 or 3 for images)")
+    limit = matrix.get("cpu_max_batch_pixels")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"matrix.cpu_max_batch_pixels = {limit!r} is not accepted; it takes a "
+                         "positive integer (batch x height x width)")
     latency = LatencySettings(**_table(raw, "latency", LatencySettings))
     if "reference" in raw.get("latency", {}) and latency.reference not in model_names:
         raise UsageError(f"[latency] reference '{latency.reference}' is not among matrix.models; "
                          f"use one of {', '.join(model_names)}")
     sampling_raw = _table(raw, "sampling", SamplingSettings)
+    _check_sampling(sampling_raw)
     sampling = SamplingSettings(**sampling_raw)
     if sampling.sampler not in SAMPLERS:
         raise UsageError(f"[sampling] sampler {sampling.sampler!r} is unknown; "
@@ -257,10 +272,10 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         devices=devices,
         dtypes=dtypes,
         metrics=metrics,
-        seed=int(matrix.get("seed", 0)),
+        seed=seed,
         threads=threads,
-        channels=int(matrix.get("channels", 3)),
-        cpu_max_batch_pixels=matrix.get("cpu_max_batch_pixels"),
+        channels=channels,
+        cpu_max_batch_pixels=limit,
         overrides=overrides,
         aliases=aliases,
         modes=modes,
@@ -269,6 +284,24 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         sampling=sampling,
         source=source,
     )
+
+
+def _check_sampling(table: dict[str, Any]) -> None:
+    """[sampling] values: typed before anything is built (steps lists of positive integers)."""
+    steps = table.get("steps", {})
+    if not isinstance(steps, dict) or not all(
+            isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                                        for n in v) for v in steps.values()):
+        raise UsageError(f"[sampling] steps = {steps!r} is not accepted; it maps model names to lists "
+                         "of positive integers, e.g. steps = { unet = [30, 100], cunet = [5] }")
+    for key in ("batch", "repeats"):
+        value = table.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"[sampling] {key} = {value!r} is not accepted; {key} takes a positive "
+                             "integer")
+    if not isinstance(table.get("sampler", "ddpm"), str):
+        raise UsageError(f"[sampling] sampler = {table['sampler']!r} is not accepted; use one of "
+                         f"{', '.join(SAMPLERS)}")
 
 
 def _model_tables(tables: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:

@@ -82,6 +82,20 @@ def validate(config: TrainConfig) -> None:
 
     if config.model not in available():
         raise UsageError(f"unknown model {config.model!r}; available: {', '.join(available())}")
+    from bench.data import dataset_info
+
+    info = dataset_info(config.dataset)  # an unknown dataset fails before anything is created
+    if config.dataset != "digits":
+        from bench.data.roots import resolve_root
+
+        resolve_root(config.dataset, config.data_root, info.layout)  # so does a missing data path
+    given = sorted({"channels", "in_channels", "out_channels"} & set(config.overrides))
+    if given:
+        raise UsageError(f"--model-arg {given[0]}: the channels follow the dataset; set them with "
+                         "--channels N instead")
+    from models import preset_config
+
+    preset_config(config.model, **config.model_overrides(config.channels or 3))  # types and ranges
     if config.resolution is not None and isinstance(config.resolution, int) and config.resolution > 0:
         # before any data is loaded or anything written: a model that cannot take the resolution
         from models import check_resolution
