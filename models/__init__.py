@@ -7,6 +7,10 @@
 
 Every model is called as `model(x, t)` with x (B, C, H, W) float and t (B,) integer timesteps in
 [0, 1000); it returns a tensor shaped like x.
+
+Non-finite input: x with NaN or inf propagates to the output (as in any torch layer; checking would
+synchronise with a GPU on every call), except that a cU-Net on the adaptive `dopri5` raises
+`ModelInputError`, since its step control cannot work on NaN.
 """
 
 from __future__ import annotations

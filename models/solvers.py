@@ -182,5 +182,15 @@ def check_backend(backend: str, method: str, adjoint: bool, *, name: str = "mode
 
 def solve(backend: str, f: Derivative, z: torch.Tensor, settings: SolveSettings,
           params: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-    """Integrate f from 0 to 1 starting at z with the named backend; the state at s = 1."""
+    """Integrate f from 0 to 1 starting at z with the named backend; the state at s = 1.
+
+    Non-finite values: fixed-step methods propagate NaN/inf to the output like any other layer
+    (no check: it would read the device). An adaptive method cannot choose a step from a NaN error
+    estimate (torchdiffeq dies in an internal assertion), so a non-finite state is refused first
+    with ModelInputError; adaptive solving reads the device at every step anyway.
+    """
+    if settings.method in ADAPTIVE_METHODS and not bool(torch.isfinite(z).all()):
+        raise ModelInputError(
+            f"non-finite values (NaN or inf) reached an ODE block solved with the adaptive "
+            f"{settings.method}, whose step control cannot work on them; check the input x")
     return SOLVER_BACKENDS[backend](f, z, settings, params)

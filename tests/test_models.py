@@ -204,3 +204,22 @@ def test_wrong_channel_count():
 def test_wrong_timestep_shape():
     with pytest.raises(ModelInputError, match="one timestep per image"):
         small("cunet")(torch.randn(2, 3, 32, 32), torch.tensor([0]))
+
+
+def test_non_finite_input_is_defined():
+    """NaN/inf propagate through fixed-step models; the adaptive solver refuses them in one line
+    instead of dying in torchdiffeq's internal assertion."""
+    import math
+
+    x = torch.randn(1, 3, 32, 32)
+    x[0, 0, 0, 0] = math.nan
+    t = torch.tensor([5])
+    for name, kwargs in (("unet", {"width": 8}), ("cunet", {"width": 4})):
+        with torch.no_grad():
+            out = models.build(name, **kwargs).eval()(x, t)
+        assert out.shape == x.shape and torch.isnan(out).any()
+    adaptive = models.build("cunet", width=4, solver="dopri5").eval()
+    for bad in (math.nan, math.inf):
+        x[0, 0, 0, 0] = bad
+        with torch.no_grad(), pytest.raises(models.ModelInputError, match="non-finite values"):
+            adaptive(x, t)
