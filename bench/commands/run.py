@@ -54,11 +54,14 @@ def execute(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     from bench.results import ensure_writable_dir
 
-    ensure_writable_dir(out, "--out")  # both, before anything is measured or trained
-    ensure_writable_dir(reports, "--reports")
+    def outputs_writable() -> None:  # after the input is validated, before anything is measured
+        ensure_writable_dir(out, "--out")
+        ensure_writable_dir(reports, "--reports")
+
     if args.config is None and name in quality_profiles():
         from bench.quality.profiles import run_quality_profile
 
+        outputs_writable()
         run_quality_profile(name, out)
     elif args.config is None and name not in EFFICIENCY_PROFILES:
         known = ", ".join(EFFICIENCY_PROFILES + quality_profiles())
@@ -68,6 +71,7 @@ def execute(args: argparse.Namespace) -> int:
         from bench.matrix.runner import run_matrix
 
         spec = load_spec(None if args.config else name, args.config)
+        outputs_writable()
         summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress,
                              remeasure=args.remeasure)
         if "cells_total" not in summary:  # a torchrun rank other than 0: rank 0 reports
