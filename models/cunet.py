@@ -124,6 +124,23 @@ class ContinuousUNet(nn.Module):
         that it can be captured in a CUDA graph."""
         return all(stage.ode.backend == "native" for _, stage in self.stages())
 
+    def profile_blocks(self) -> list[tuple[str, nn.Module]]:
+        """Blocks for the profiler, in execution order. Each ODE block is listed with its ODE
+        function inside it, so the block's own time is the solver's bookkeeping."""
+        blocks: list[tuple[str, nn.Module]] = [("time embedding", m) for m in self.time_mlps or []]
+        blocks.append(("lift", self.lift))
+
+        def stage(name: str, item: Stage) -> list[tuple[str, nn.Module]]:
+            named = [(f"{name} ODE solver", item.ode), (f"{name} ODE function", item.ode.func)]
+            return named + ([(f"{name} attention", item.attn)] if item.attn is not None else [])
+
+        for i, (item, down) in enumerate(zip(self.encoder, self.down, strict=True)):
+            blocks += stage(f"enc{i + 1}", item) + [(f"down{i + 1} transition", down)]
+        blocks += stage("mid", self.bottleneck)
+        for i, (up, item) in enumerate(zip(self.up, self.decoder, strict=True)):
+            blocks += [(f"up{i + 1} transition", up)] + stage(f"dec{i + 1}", item)
+        return blocks + [("head", self.head)]
+
     def last_nfe(self) -> dict[str, int]:
         """ODE-function evaluations of the last forward, per block and in total."""
         counts = {name: stage.ode.last_nfe for name, stage in self.stages()}

@@ -147,6 +147,22 @@ class UNet(nn.Module):
         self.final_block = ResnetBlock(c.dim * 2, c.dim, time_dim, c.resnet_groups)
         self.final_conv = nn.Conv2d(c.dim, c.out_channels, 1)
 
+    def profile_blocks(self) -> list[tuple[str, nn.Module]]:
+        """Blocks for the profiler, in execution order (several modules may share a name)."""
+        blocks: list[tuple[str, nn.Module]] = [("input conv", self.init_conv),
+                                               ("time embedding", self.time_embed),
+                                               ("time embedding", self.time_mlp)]
+        for prefix, levels in (("down", self.downs), ("up", self.ups)):
+            for i, level in enumerate(levels):
+                if prefix == "up" and i == 0:
+                    blocks += [("mid resnets", self.mid_block1), ("mid attention", self.mid_attn),
+                               ("mid resnets", self.mid_block2)]
+                blocks += [(f"{prefix}{i + 1} resnets", level.block1),
+                           (f"{prefix}{i + 1} resnets", level.block2),
+                           (f"{prefix}{i + 1} attention", level.attn),
+                           (f"{prefix}{i + 1} resample", level.resample)]
+        return blocks + [("output", self.final_block), ("output", self.final_conv)]
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = self.config
         check_denoiser_inputs(

@@ -29,8 +29,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "latency_ms": ("latency_ms",),
     "sample_time_s": ("sample_time_s",),
     "peak_gflops": ("peak_gflops",),
+    "profile": ("profile",),
 }
-MODE_GROUPS = ("latency_ms", "sample_time_s")
+MODE_GROUPS = ("latency_ms", "sample_time_s", "profile")
 """Groups measured per execution mode; every other group is mode-independent (counts, sizes) or
 measured in eager mode only (memory), which the run's notes say when other modes are asked for."""
 GROUP_OF = {metric: group for group, metrics in GROUPS.items() for metric in metrics}
@@ -108,6 +109,11 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
             elif group in ("peak_infer_mib", "peak_train_mib"):
                 cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b)
                           for d in devices for r in spec.resolutions for b in spec.batch_sizes]
+            elif group == "profile":
+                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t,
+                               modes=(m,))
+                          for d in devices for t in spec.dtypes for r in spec.resolutions
+                          for b in spec.batch_sizes for m in spec.modes_for(model)]
             elif group == "sample_time_s":
                 steps = spec.sampling.steps_for(model) or spec.sampling.steps_for(spec.preset_of(model))
                 cells += [Cell(group, metrics, model, device=d, resolution=_paper_resolution(spec),

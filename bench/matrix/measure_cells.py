@@ -15,7 +15,7 @@ from bench.checkpoint import checkpoint_mib
 from bench.errors import failure_reason
 from bench.matrix.cells import Cell
 from bench.matrix.spec import METRICS, MatrixSpec
-from bench.measure import compute, interleaved, machine, memory, modes, params, sampling
+from bench.measure import compute, interleaved, machine, memory, modes, params, profiling, sampling
 from bench.measure.allocator import steady_allocator
 from bench.measure.workload import check_device, denoiser_inputs, torch_threads
 
@@ -265,6 +265,18 @@ def measure_peak_gflops(spec: MatrixSpec, cell: Cell) -> list[Row]:
                  method=f"best of {peak.repeats} {cell.dtype} {peak.size}x{peak.size} matmuls")]
 
 
+def measure_profile(spec: MatrixSpec, cell: Cell) -> list[Row]:
+    """Where one call's time goes (bench.measure.profiling); profiled calls are never timed calls."""
+    mode = cell.modes[0]
+    with torch_threads(spec.threads):
+        result = profiling.profile_denoiser(
+            fresh_model(spec, cell.model), device=check_device(cell.device),
+            dtype=getattr(torch, cell.dtype), batch=cell.batch_size, resolution=cell.resolution,
+            channels=spec.channels, mode=mode)
+    return [{**row, "status": "ok", "counter": "torch.profiler", "n": result.calls, "mode": mode}
+            for row in profiling.result_rows(result)]
+
+
 MEASURERS: dict[str, Callable[[MatrixSpec, Cell], list[Row]]] = {
     "params": measure_params,
     "macs_thop": measure_thop,
@@ -277,4 +289,5 @@ MEASURERS: dict[str, Callable[[MatrixSpec, Cell], list[Row]]] = {
     "latency_ms": measure_latency,
     "sample_time_s": measure_sample_time,
     "peak_gflops": measure_peak_gflops,
+    "profile": measure_profile,
 }

@@ -47,14 +47,14 @@ def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: s
 def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:
     limit = spec.cpu_max_batch_pixels
     if (limit and cell.device == "cpu" and cell.batch_size and cell.resolution
-            and cell.group in ("peak_infer_mib", "peak_train_mib", "latency_ms")
+            and cell.group in ("peak_infer_mib", "peak_train_mib", "latency_ms", "profile")
             and cell.batch_size * cell.resolution**2 > limit):
         return (f"skipped: batch {cell.batch_size} x {cell.resolution}^2 pixels is above "
                 f"cpu_max_batch_pixels={limit}")
     return None
 
 
-TIMING_GROUPS = ("latency_ms", "sample_time_s", "peak_gflops")
+TIMING_GROUPS = ("latency_ms", "sample_time_s", "peak_gflops", "profile")
 """Groups whose numbers are times: on a CPU, ranks of one machine share its cores."""
 
 

@@ -35,6 +35,7 @@ METRICS: dict[str, str] = {
     "sample_time_s": "s",
     "peak_gflops": "GFLOP/s",
     "compile_s": "s",
+    "profile": "ms",
 }
 """Every metric the matrix can measure, with its unit."""
 
