@@ -348,3 +348,25 @@ def test_memory_report_says_where_the_quarter_memory_claim_holds(tmp_path: Path)
     assert "0.37 x at batch 1 and 1.76 x at batch 64 (more than the U-Net)" in sentence
     paths = write_memory_report(results, tmp_path)
     assert {p.name for p in paths} == {"memory.md", "memory.csv", "memory.png"}
+
+
+def test_roofline_from_synthetic_rows(tmp_path: Path) -> None:
+    from bench.report.data import results_from_frame
+    from bench.report.roofline import roofline_data, write_roofline
+
+    rows = [row("machine", "peak_gflops", 200.0, "GFLOP/s", stat="max"),
+            row("machine", "peak_bandwidth_gbs", 20.0, "GB/s", stat="max")]
+    for model, flops, moved, mib, ms in (("unet", 14e9, 5e8, 100.0, 100.0),
+                                         ("cunet", 6e9, 4e8, 30.0, 60.0)):
+        rows += [row(model, "flops_torch", flops, "FLOPs", **AT_64),
+                 row(model, "bytes_moved", moved, "bytes", **AT_64),
+                 row(model, "param_mib", mib, "MiB"),
+                 row(model, "latency_ms", ms, "ms", stat="median", batch_size=4, resolution=64)]
+    data = roofline_data(results_from_frame(pd.DataFrame(rows))).set_index("model")
+    weights = 100.0 * 2**20
+    assert data.loc["unet", "bytes"] == pytest.approx(weights + 4 * (5e8 - weights))
+    assert data.loc["unet", "intensity"] == pytest.approx(4 * 14e9 / data.loc["unet", "bytes"])
+    assert data.loc["cunet", "achieved_gflops"] == pytest.approx(4 * 6e9 / 0.060 / 1e9)
+    assert data.loc["cunet", "peak_gflops"] == 200.0 and data.loc["cunet", "bandwidth_gbs"] == 20.0
+    paths = write_roofline(results_from_frame(pd.DataFrame(rows)), tmp_path)
+    assert {p.name for p in paths} == {"roofline.csv", "roofline_cpu.png"}

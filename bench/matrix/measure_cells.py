@@ -102,7 +102,11 @@ def measure_flop_counter(spec: MatrixSpec, cell: Cell) -> list[Row]:
     count = compute.flop_counter_flops(build_model(spec, cell.model), _shape(spec, cell))
     method = (f"torch.utils.flop_counter (2 per MAC); ops without a formula: "
               f"{_gaps(count.uncounted_ops)}")
-    return [_row(cell, "flops_torch", count.flops, counter="torch.utils.flop_counter", method=method)]
+    traffic = compute.bytes_moved(build_model(spec, cell.model), _shape(spec, cell))
+    return [_row(cell, "flops_torch", count.flops, counter="torch.utils.flop_counter", method=method),
+            _row(cell, "bytes_moved", traffic.bytes, unit="bytes", counter="dispatch",
+                 method="unfused upper bound: every operator reads its tensor inputs and writes its "
+                        "outputs once (weights included; views free); float32, batch 1")]
 
 
 def measure_nfe(spec: MatrixSpec, cell: Cell) -> list[Row]:
@@ -261,8 +265,13 @@ def measure_sample_time(spec: MatrixSpec, cell: Cell) -> list[Row]:
 
 def measure_peak_gflops(spec: MatrixSpec, cell: Cell) -> list[Row]:
     peak = machine.matmul_peak(cell.device, threads=spec.threads, dtype=getattr(torch, cell.dtype))
-    return [_row(cell, "peak_gflops", peak.gflops, stat="max", counter="matmul",
+    rows = [_row(cell, "peak_gflops", peak.gflops, stat="max", counter="matmul",
                  method=f"best of {peak.repeats} {cell.dtype} {peak.size}x{peak.size} matmuls")]
+    if cell.dtype == "float32":  # bandwidth does not depend on the dtype: once per device
+        bw = machine.memory_bandwidth(cell.device, threads=spec.threads)
+        rows.append(_row(cell, "peak_bandwidth_gbs", bw.gbs, unit="GB/s", stat="max", counter="copy",
+                         method=f"best of {bw.repeats} copies of {bw.mib} MiB (2 x bytes / time)"))
+    return rows
 
 
 def measure_profile(spec: MatrixSpec, cell: Cell) -> list[Row]:

@@ -18,7 +18,7 @@ from bench.measure.modes import check_modes
 from models.diffusion.samplers import SAMPLERS
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes")
+EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where")
 
 METRICS: dict[str, str] = {
     "params": "count",

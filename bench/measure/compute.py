@@ -276,6 +276,50 @@ def flop_counter_flops(
     )
 
 
+_NO_TRAFFIC = frozenset({"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute",
+                         "detach", "alias", "as_strided", "slice", "select", "unsqueeze", "squeeze",
+                         "split", "chunk", "unbind", "lift_fresh", "_reshape_alias", "empty",
+                         "empty_strided", "empty_like"})
+"""Ops that move no data (views and metadata, allocation without writing)."""
+
+
+class _TrafficRecorder(TorchDispatchMode):
+    """Bytes of every tensor an op reads or writes (views and metadata ops excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        name = str(getattr(func, "_overloadpacket", func)).split(".")[-1]
+        if name not in _NO_TRAFFIC:
+            for value in torch.utils._pytree.tree_leaves((args, kwargs or {}, out)):
+                if isinstance(value, torch.Tensor):
+                    self.bytes += value.numel() * value.element_size()
+        return out
+
+
+@dataclass(frozen=True)
+class TrafficEstimate:
+    """Bytes one call moves, as an UNFUSED upper bound: every operator reads each of its tensor
+    inputs and writes each output once from memory (no cache reuse, no fusion; views free).
+    Weights are part of `bytes` (read by the ops that use them)."""
+
+    bytes: int
+    input_shape: tuple[int, ...]
+
+
+def bytes_moved(model: nn.Module, shape: Sequence[int] = (3, 64, 64), *, batch: int = 1,
+                timestep: int = 0) -> TrafficEstimate:
+    """The unfused byte traffic of one call (see `TrafficEstimate`), for arithmetic intensity."""
+    args = _inputs_for(model, shape, batch, timestep, None)
+    recorder = _TrafficRecorder()
+    with eval_mode(model), torch.no_grad(), recorder:
+        model(*args)
+    return TrafficEstimate(bytes=int(recorder.bytes), input_shape=_shape_of(args))
+
+
 COUNTERS: dict[str, Callable[..., ThopCount | FvcoreCount | FlopCounterCount]] = {
     "thop": thop_macs,
     "fvcore": fvcore_macs,

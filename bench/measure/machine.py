@@ -89,3 +89,42 @@ def _calibrated_size(dev: torch.device, seconds_each: float, dtype: torch.dtype 
     rate = 2.0 * n**3 / elapsed
     wanted = round((rate * seconds_each / 2.0) ** (1 / 3) / 64) * 64
     return int(min(_MAX_SIZE, max(_MIN_SIZE, wanted)))
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """Best memory bandwidth over `repeats` timed copies of a `mib`-MiB float32 tensor: a copy reads
+    and writes every byte, so GB/s = 2 x bytes / best_s / 1e9."""
+
+    gbs: float
+    mib: int
+    best_s: float
+    repeats: int
+    device: str
+    threads: int | None
+
+
+def memory_bandwidth(device: str = "cpu", *, threads: int | None = None, mib: int = 256,
+                     repeats: int = 5) -> Bandwidth:
+    """Measure the device's copy bandwidth the way `matmul_peak` measures compute: one warm-up,
+    then the best of `repeats` timed copies (synchronised on CUDA)."""
+    dev = check_device(device)
+    check_positive("repeats", repeats)
+    check_positive("mib", mib)
+    with torch_threads(threads if dev.type == "cpu" else None) as used:
+        src = torch.ones(mib * 2**20 // 4, device=dev)
+        dst = torch.empty_like(src)
+
+        def timed() -> float:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            begin = time.perf_counter()
+            dst.copy_(src)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            return max(time.perf_counter() - begin, 1e-9)
+
+        timed()
+        best = min(timed() for _ in range(repeats))
+    return Bandwidth(gbs=2.0 * src.numel() * 4 / best / 1e9, mib=mib, best_s=best, repeats=repeats,
+                     device=str(dev), threads=used if dev.type == "cpu" else None)
