@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.cli import main
 from bench.matrix import measure_cells
@@ -51,6 +52,15 @@ def write_profile(tmp_path: Path, metrics: list[str] = ALL, **replace: str) -> P
     path = tmp_path / "tiny.toml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_cuda():
+    """Pinned to a machine without CUDA: the tiny matrix asks for cuda, and these tests are about
+    how its absence is handled (skipped, not failed); the CUDA paths have their own tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield
 
 
 @pytest.fixture(scope="module")

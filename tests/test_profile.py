@@ -36,7 +36,7 @@ def test_profile_writes_csv_trace_and_plot(profiled: Path, capsys) -> None:
 
 def test_block_shares_add_up_and_name_the_blocks(profiled: Path) -> None:
     rows = pd.read_csv(profiled / "profile.csv")
-    for model, mine in rows.groupby("model"):
+    for _model, mine in rows.groupby("model"):
         shares = mine[mine["metric"] == "profile_block_pct"]
         assert shares["value"].sum() == pytest.approx(100.0, abs=0.01)
         call = mine[mine["metric"] == "profile_call_ms"]["value"].iloc[0]
