@@ -24,7 +24,7 @@ COLUMNS = [
     "model", "metric", "value", "unit", "stat", "counter", "status", "error",
     "device", "batch_size", "resolution", "channels", "dtype", "mode", "threads",
     "solver", "solver_steps", "solver_backend", "steps", "sampler", "seed",
-    "dataset", "n", "feature_extractor", "checkpoint", "method",
+    "dataset", "n", "feature_extractor", "checkpoint", "method", "config",
     "cell", "profile", "torch", "git_commit", "host", "rank", "device_index", "timestamp",
 ]
 """Column order of measurements.csv. `status` is 'ok' or 'failed' (then `error` says why)."""

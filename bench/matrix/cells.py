@@ -97,8 +97,7 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                       for r in spec.resolutions for b in spec.batch_sizes]
             continue
         for model in spec.models:
-            continuous = models.is_continuous_config(
-                models.preset_config(spec.preset_of(model), **spec.overrides.get(model, {})))
+            continuous = _reports_nfe(spec, model)
             if group == "nfe" and not continuous:
                 continue
             if group in ("params", "checkpoint_mib"):
@@ -121,6 +120,18 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                           for d in devices for t in spec.dtypes for m in spec.modes_for(model)
                           for s in steps]
     return cells, notes
+
+
+def _reports_nfe(spec: MatrixSpec, model: str) -> bool:
+    """Whether the model reports ODE-function evaluations (the protocol's `last_nfe`): asked of a
+    user's model, read from a preset's configuration."""
+    if model in spec.factories:
+        from models.factory import build_factory_model
+
+        net = build_factory_model(spec.factories[model], spec.overrides.get(model, {}))
+        return callable(getattr(getattr(net, "module", net), "last_nfe", None))
+    return models.is_continuous_config(
+        models.preset_config(spec.preset_of(model), **spec.overrides.get(model, {})))
 
 
 def _paper_resolution(spec: MatrixSpec) -> int:

@@ -4,6 +4,7 @@ into tidy rows. Nothing here writes files."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,7 @@ from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import compute, interleaved, machine, memory, modes, params, profiling, sampling
 from bench.measure.allocator import steady_allocator
 from bench.measure.workload import check_device, denoiser_inputs, torch_threads
+from models.factory import build_factory_model
 
 Row = dict[str, Any]
 
@@ -35,18 +37,43 @@ def _overrides(spec: MatrixSpec, name: str, **extra: Any) -> tuple[tuple[str, An
     return tuple(sorted(frozen.items()))
 
 
+@lru_cache(maxsize=2)
+def _cached_factory_model(reference: str, kwargs: tuple[tuple[str, Any], ...]) -> torch.nn.Module:
+    return build_factory_model(reference, dict(kwargs)).eval()
+
+
 def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
     """The matrix model `name` with the matrix's overrides (cached: counters do not modify it)."""
+    if name in spec.factories:
+        return _cached_factory_model(spec.factories[name], _frozen(spec.overrides.get(name, {})))
     return _cached_model(spec.preset_of(name), _overrides(spec, name, **extra))
 
 
 def fresh_model(spec: MatrixSpec, name: str) -> torch.nn.Module:
     """A new instance of the matrix model `name` with its overrides (eval mode, not cached)."""
+    if name in spec.factories:
+        return build_factory_model(spec.factories[name], spec.overrides.get(name, {})).eval()
     return models.build(spec.preset_of(name), **dict(_overrides(spec, name))).eval()
+
+
+def _frozen(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
+
+
+def model_config(spec: MatrixSpec, name: str) -> dict[str, Any]:
+    """The model's full configuration, as stored with every row: the preset's family and every
+    field, or the factory reference and its keyword arguments."""
+    if name in spec.factories:
+        return {"factory": spec.factories[name], "kwargs": spec.overrides.get(name, {})}
+    config = models.preset_config(spec.preset_of(name), **dict(_overrides(spec, name)))
+    return {"preset": spec.preset_of(name), "family": type(config).__name__,
+            **dataclasses.asdict(config)}
 
 
 def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None, str | None]:
     """(method, steps per block, backend) of a continuous model; Nones for a discrete one."""
+    if name in spec.factories:
+        return None, None, None
     config = models.preset_config(spec.preset_of(name), **spec.overrides.get(name, {}))
     if models.is_continuous_config(config):
         return config.solver, config.solver_steps, config.solver_backend
@@ -138,6 +165,7 @@ def measure_checkpoint(spec: MatrixSpec, cell: Cell) -> list[Row]:
 def _memory(spec: MatrixSpec, cell: Cell, mode: str, metric: str) -> list[Row]:
     peak = memory.peak_memory(
         spec.preset_of(cell.model), overrides=spec.overrides.get(cell.model, {}), device=cell.device,
+        factory=spec.factories.get(cell.model),
         shape=_shape(spec, cell), batch=cell.batch_size, mode=mode, threads=spec.threads,
     )
     method = peak.method + (" (lower bound)" if peak.lower_bound else "")

@@ -16,6 +16,7 @@ from bench.errors import UsageError
 from bench.measure.interleaved import InterleavePlan
 from bench.measure.modes import check_modes
 from models.diffusion.samplers import SAMPLERS
+from models.factory import is_factory_reference, user_model
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where")
@@ -122,6 +123,9 @@ class MatrixSpec:
     aliases: dict[str, str] = field(default_factory=dict)
     """Matrix model name -> the preset it builds (`[models.NAME] preset = "cunet"`, with its
     `kwargs` in `overrides`), so one preset can run in several configurations side by side."""
+    factories: dict[str, str] = field(default_factory=dict)
+    """Matrix model name -> a user's factory reference (`[models.NAME] factory = "pkg.mod:fn"`,
+    with its `kwargs` in `overrides`)."""
     modes: list[str] = field(default_factory=lambda: ["eager"])
     """Execution modes (`bench.measure.modes.MODES`) of the latency and time-per-sample cells."""
     mode_models: dict[str, list[str]] = field(default_factory=dict)
@@ -198,9 +202,9 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     if unknown:
         raise UsageError(f"unknown table(s) {', '.join(sorted(unknown))}; valid: description, "
                          "[matrix], [models], [overrides], [latency], [sampling]")
-    aliases, alias_overrides = _model_tables(raw.get("models", {}))
+    aliases, alias_overrides, factories = _model_tables(raw.get("models", {}))
     model_names = _list(matrix, "models", str)
-    _known(model_names, models.available() + list(aliases), "model")
+    _known(model_names, models.available() + list(aliases) + list(factories), "model")
     modes = _list(matrix, "modes", str, ["eager"])
     check_modes(modes)
     mode_models = matrix.get("mode_models", {})
@@ -229,11 +233,18 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         raise UsageError("[overrides] must map model names to tables, e.g. unet = { width = 32 }")
     overrides = {**alias_overrides, **{k: {**alias_overrides.get(k, {}), **v} for k, v in overrides.items()}}
     for model, values in overrides.items():
-        # unknown model/override -> one-line ModelInputError
-        models.preset_config(aliases.get(model, model), **values)
+        if model not in factories:  # unknown model/override -> one-line ModelInputError
+            models.preset_config(aliases.get(model, model), **values)
+    channels_raw = matrix.get("channels", 3)
     for model in model_names:
         for resolution in resolutions:
-            models.check_resolution(aliases.get(model, model), resolution, **overrides.get(model, {}))
+            if model in factories:  # one tiny forward: imports, builds, takes the input
+                if isinstance(channels_raw, int) and not isinstance(channels_raw, bool):
+                    user_model(factories[model], overrides.get(model, {}), channels=channels_raw,
+                               resolution=resolution)
+            else:
+                models.check_resolution(aliases.get(model, model), resolution,
+                                        **overrides.get(model, {}))
     seed = matrix.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"matrix.seed = {seed!r} is not accepted; seed takes a non-negative integer")
@@ -279,6 +290,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         cpu_max_batch_pixels=limit,
         overrides=overrides,
         aliases=aliases,
+        factories=factories,
         modes=modes,
         mode_models=mode_models,
         latency=latency,
@@ -305,25 +317,40 @@ def _check_sampling(table: dict[str, Any]) -> None:
                          f"{', '.join(SAMPLERS)}")
 
 
-def _model_tables(tables: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """`[models.NAME] preset = "cunet"` + optional `kwargs = {...}` -> (aliases, their overrides)."""
+def _model_tables(tables: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, str]]:
+    """`[models.NAME]` tables -> (aliases, their keyword arguments, factories).
+
+    `preset = "cunet"` runs a preset under another name with `kwargs` as overrides;
+    `factory = "package.module:callable"` (or "file.py:callable") builds a user's denoiser with
+    `kwargs` as keyword arguments."""
+    example = ('[models.cunet-native] preset = "cunet", kwargs = { solver_backend = "native" }, or '
+               '[models.mynet] factory = "my_pkg.nets:make_net"')
     if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
-        raise UsageError('[models] must hold tables, e.g. [models.cunet-native] preset = "cunet" '
-                         'kwargs = { solver_backend = "native" }')
-    aliases, overrides = {}, {}
+        raise UsageError(f"[models] must hold tables, e.g. {example}")
+    aliases, kwargs_of, factories = {}, {}, {}
     for name, table in tables.items():
-        extra = set(table) - {"preset", "kwargs"}
-        preset = table.get("preset")
-        if extra or preset not in models.available():
-            raise UsageError(f"[models.{name}] takes preset = one of {', '.join(models.available())} "
-                             f"and optional kwargs = {{...}}; got {table!r}")
+        extra = set(table) - {"preset", "kwargs", "factory"}
+        preset, factory = table.get("preset"), table.get("factory")
+        if extra or (preset is None) == (factory is None):
+            raise UsageError(f"[models.{name}] takes preset = NAME or factory = 'module:callable' "
+                             f"(one of them) and optional kwargs = {{...}}; got {table!r}")
+        if preset is not None and preset not in models.available():
+            raise UsageError(f"[models.{name}] preset {preset!r} is unknown; available: "
+                             f"{', '.join(models.available())}")
+        if factory is not None and not (isinstance(factory, str) and is_factory_reference(factory)):
+            raise UsageError(f"[models.{name}] factory {factory!r}: expected 'package.module:callable' "
+                             "or 'path/to/file.py:callable'")
         if name in models.available():
             raise UsageError(f"[models.{name}]: '{name}' is already a preset name; choose another name")
         kwargs = table.get("kwargs", {})
         if not isinstance(kwargs, dict):
             raise UsageError(f"[models.{name}] kwargs must be a table, e.g. kwargs = {{ width = 8 }}")
-        aliases[name], overrides[name] = preset, dict(kwargs)
-    return aliases, overrides
+        kwargs_of[name] = dict(kwargs)
+        if preset is not None:
+            aliases[name] = preset
+        else:
+            factories[name] = factory
+    return aliases, kwargs_of, factories
 
 
 def _table(raw: dict[str, Any], key: str, kind: type) -> dict[str, Any]:

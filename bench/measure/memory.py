@@ -88,17 +88,21 @@ def peak_memory(
     prediction: str = "v",
     lr: float = 2e-4,
     timeout_s: float = 600.0,
+    factory: str | None = None,
 ) -> MemoryPeak:
-    """Peak memory of preset `name`: fresh CPU subprocess on "cpu", allocator peak on CUDA."""
+    """Peak memory of preset `name` (or of a user's `factory` called with `overrides`): fresh CPU
+    subprocess on "cpu", allocator peak on CUDA."""
     dev = check_device(device)
     if dev.type == "cpu":
         return peak_memory_subprocess(
             name, overrides=overrides, shape=shape, batch=batch, mode=mode, threads=threads,
-            schedule=schedule, prediction=prediction, lr=lr, timeout_s=timeout_s,
+            schedule=schedule, prediction=prediction, lr=lr, timeout_s=timeout_s, factory=factory,
         )
     import models
+    from models.factory import build_factory_model
 
-    model = models.build(name, **dict(overrides or {}))
+    model = (build_factory_model(factory, dict(overrides or {})) if factory
+             else models.build(name, **dict(overrides or {})))
     return peak_memory_cuda(
         model, shape=shape, batch=batch, mode=mode, device=str(dev),
         schedule=schedule, prediction=prediction, lr=lr,
@@ -170,7 +174,9 @@ def _die_with_parent() -> None:
 
 def _run_probe(payload: str, timeout_s: float, what: str) -> dict[str, Any]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    # the repository, and the caller's working directory (where a user's factory module may live)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.getcwd(), env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", "bench.measure._memprobe", payload]
     try:
         done = subprocess.run(

@@ -1,0 +1,119 @@
+"""A denoiser nobody here wrote, from a module outside the repository, goes through the matrix
+(counts, memory, latency round-robin with a preset, time per sample) by a factory reference; bad
+factories are one line with exit 2."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+MODULE = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class TinyDenoiser(nn.Module):
+        def __init__(self, width=8, channels=3):
+            super().__init__()
+            self.inp = nn.Conv2d(channels, width, 3, padding=1)
+            self.time = nn.Embedding(1000, width)
+            self.out = nn.Conv2d(width, channels, 3, padding=1)
+
+        def forward(self, x, t):
+            return self.out(torch.nn.functional.silu(self.inp(x) + self.time(t)[:, :, None, None]))
+
+
+    def make(width=8):
+        return TinyDenoiser(width)
+
+
+    def wrong_shape():
+        class Bad(nn.Module):
+            def forward(self, x, t):
+                return x[:, :1]
+        return Bad()
+
+
+    def not_a_module():
+        return lambda x, t: x
+
+
+    def raises():
+        raise RuntimeError("weights not found")
+''')
+
+MATRIX = '''
+[matrix]
+models = ["unet", "mynet"]
+resolutions = [32]
+metrics = ["params", "macs_thop", "macs_fvcore", "flops_torch", "nfe", "checkpoint_mib",
+           "peak_infer_mib", "latency_ms", "sample_time_s"]
+threads = 1
+[models.mynet]
+factory = "{factory}"
+{kwargs}
+[overrides]
+unet = {{ width = 8 }}
+[latency]
+warmup = 1
+calls_per_round = 2
+min_rounds = 2
+max_rounds = 2
+budget_s = 0.0
+[sampling]
+steps = {{ unet = [2], mynet = [3] }}
+repeats = 1
+'''
+
+
+@pytest.fixture()
+def outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory outside the repository holding the user's module."""
+    (tmp_path / "mynets_mod.py").write_text(MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def _config(where: Path, factory: str, kwargs: str = "") -> Path:
+    path = where / "m.toml"
+    path.write_text(MATRIX.format(factory=factory, kwargs=kwargs))
+    return path
+
+
+def test_a_user_model_through_the_matrix(outside: Path) -> None:
+    config = _config(outside, "mynets_mod:make", "kwargs = { width = 16 }")
+    assert main(["run", "--config", str(config), "--out", str(outside / "out"), "--no-progress"]) == 0
+    rows = pd.read_csv(outside / "out" / "measurements.csv")
+    mine = rows[rows["model"] == "mynet"]
+    assert (mine["status"] == "ok").all(), mine["error"].tolist()
+    got = set(mine["metric"])
+    assert {"params", "macs_thop", "macs_fvcore", "flops_torch", "checkpoint_mib", "peak_infer_mib",
+            "latency_ms", "latency_ratio", "sample_time_s"} <= got
+    assert "nfe" not in got  # it reports no ODE evaluations, so none are measured
+    params = mine[mine["metric"] == "params"]["value"].iloc[0]
+    assert params == 3 * 16 * 9 + 16 + 1000 * 16 + 16 * 3 * 9 + 3
+    latency = rows[rows["metric"] == "latency_ms"]
+    assert latency["cell"].nunique() == 1  # timed round-robin with the preset, one cell
+    assert '"factory": "mynets_mod:make"' in mine["config"].iloc[0]
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("no_such_module:make", "cannot import no_such_module"),
+    ("mynets_mod:missing", "has no callable 'missing'"),
+    ("mynets_mod:raises", "raised RuntimeError: weights not found"),
+    ("mynets_mod:wrong_shape", "returned (1, 1, 32, 32)"),
+    ("mynets_mod:not_a_module", "not a torch.nn.Module"),
+    ("mynets_mod", "expected 'package.module:callable'"),
+])
+def test_bad_factories_are_one_line(outside: Path, capsys, factory: str, message: str) -> None:
+    config = _config(outside, factory)
+    assert main(["run", "--config", str(config), "--out", str(outside / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (outside / "out").exists()
