@@ -117,3 +117,32 @@ def test_bad_factories_are_one_line(outside: Path, capsys, factory: str, message
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (outside / "out").exists()
+
+
+def test_the_diffusers_ddpm_peer() -> None:
+    """google/ddpm-cifar10-32's network through the factory path: its published parameter count,
+    x-shaped output at 32 and 64, and one latency cell beside unet."""
+    import torch
+
+    from bench.matrix.cells import Cell
+    from bench.matrix.measure_cells import measure_latency
+    from bench.matrix.spec import parse_spec
+    from models.factory import user_model
+
+    net = user_model("models.peers.diffusers_ddpm:ddpm_cifar10", resolution=32)
+    assert sum(p.numel() for p in net.parameters()) == 35_746_307
+    with torch.no_grad():
+        for side in (32, 64):
+            assert net.eval()(torch.randn(1, 3, side, side), torch.tensor([999])).shape == (1, 3, side, side)
+    spec = parse_spec({
+        "matrix": {"models": ["unet", "ddpm"], "resolutions": [32], "metrics": ["latency_ms"],
+                   "threads": 1},
+        "models": {"ddpm": {"factory": "models.peers.diffusers_ddpm:ddpm_cifar10"}},
+        "overrides": {"unet": {"width": 8}},
+        "latency": {"warmup": 1, "calls_per_round": 1, "min_rounds": 2, "max_rounds": 2, "budget_s": 0.0},
+    }, name="t")
+    cell = Cell("latency_ms", ("latency_ms",), "unet+ddpm", resolution=32, batch_size=1,
+                members=("unet", "ddpm"))
+    rows = pd.DataFrame(measure_latency(spec, cell))
+    assert (rows["status"] == "ok").all()
+    assert set(rows[rows["metric"] == "latency_ratio"]["model"]) == {"unet", "ddpm"}

@@ -18,6 +18,7 @@ from bench.report.modes import modes_data, write_modes_report
 from bench.report.plots import achieved_data, latency_data, write_plots
 from bench.report.profile_report import write_profile_report
 from bench.report.roofline import write_roofline
+from bench.report.side_by_side import write_side_by_side
 from bench.report.table1 import table1_time_data, write_table1_time
 from bench.report.table2 import table2_data, write_table2
 
@@ -47,6 +48,7 @@ def write_efficiency_reports(results_dir: Path, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for writer in (write_table2, write_figure4, write_table1_time, write_latency_table, write_plots,
-                   write_modes_report, write_memory_report, write_profile_report, write_roofline):
+                   write_modes_report, write_memory_report, write_profile_report, write_roofline,
+                   write_side_by_side):
         paths += writer(results, out_dir)
     return paths
