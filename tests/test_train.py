@@ -230,3 +230,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, expected):
     assert code == 2
     assert err.count("\n") == 1 and expected in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_rebuilds_its_own_configuration_after_the_preset_changes(tmp_path, monkeypatch):
+    import dataclasses
+
+    from models.registry import PRESETS, Preset
+
+    result = train(tiny(tmp_path / "run", steps=2))
+    model, _, meta = load_for_sampling(result.checkpoint)
+    assert meta["spec"]["model_config"]["family"] == "UNetConfig"
+    before = sum(p.numel() for p in model.parameters())
+    # the preset changes (one level fewer): the checkpoint still loads as the network it was made for
+    changed = dataclasses.replace(PRESETS["unet"].config, dim_mults=(1, 2, 4),
+                                  full_attention=(False, False, True))
+    monkeypatch.setitem(PRESETS, "unet", Preset(changed, "changed"))
+    model, _, _ = load_for_sampling(result.checkpoint)
+    assert sum(p.numel() for p in model.parameters()) == before
+    # an older checkpoint without the stored configuration fails in one line, never silently
+    state = torch.load(result.checkpoint, weights_only=False)
+    del state["meta"]["spec"]["model_config"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    with pytest.raises(UsageError, match="does not fit the network it describes"):
+        load_for_sampling(old)

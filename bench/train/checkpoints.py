@@ -72,10 +72,27 @@ def check_same_run(state: dict[str, Any], spec: dict[str, Any]) -> None:
     """UsageError if the checkpoint was made for a different model/data/diffusion than `spec`."""
     saved = state.get("meta", {}).get("spec", {})
     diffs = [f"{key}: checkpoint {saved.get(key)!r} vs now {value!r}"
-             for key, value in spec.items() if saved.get(key) != value]
+             for key, value in spec.items() if saved.get(key) != value
+             and not (key == "model_config" and key not in saved)]  # written before it existed
     if diffs:
         raise UsageError(f"{state['path']} belongs to a different run ({'; '.join(diffs)}); "
                          "use another --out or the original settings")
+
+
+def config_from_dict(stored: dict[str, Any]) -> Any:
+    """A model configuration from its stored form ({"family": class name, field: value, ...})."""
+    import models
+
+    families = {cls.__name__: cls for cls in (models.UNetConfig, models.CUNetConfig)}
+    family = families.get(str(stored.get("family")))
+    if family is None:
+        raise UsageError(f"checkpoint stores an unknown model family {stored.get('family')!r}")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k != "family"}
+    try:
+        return family(**fields)
+    except TypeError as error:
+        raise UsageError(f"checkpoint's model configuration does not fit {family.__name__}: "
+                         f"{error}") from None
 
 
 def build_from_meta(meta: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
@@ -86,7 +103,11 @@ def build_from_meta(meta: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
     spec = meta.get("spec")
     if not isinstance(spec, dict) or "model" not in spec:
         raise UsageError("checkpoint meta has no 'spec': it was not written by bench.train")
-    model = models.build(spec["model"], **spec.get("overrides", {}))
+    stored = spec.get("model_config")
+    if isinstance(stored, dict):
+        model = models.build_from_config(config_from_dict(stored))
+    else:  # written before checkpoints stored the whole configuration: today's preset
+        model = models.build(spec["model"], **spec.get("overrides", {}))
     diffusion = GaussianDiffusion(schedule=spec["schedule"], timesteps=spec["timesteps"],
                                   prediction=spec["prediction"])
     return model, diffusion
@@ -98,12 +119,18 @@ def load_for_sampling(path: Path, device: str | torch.device = "cpu", *,
     state = load_checkpoint(path, map_location="cpu")
     meta = dict(state["meta"])
     model, diffusion = build_from_meta(meta)
-    if use_ema:
-        ema = make_ema(model, 0.0)
-        ema.load_state_dict(state["ema"])
-        model = ema.module
-    else:
-        model.load_state_dict(state["model"])
+    try:
+        if use_ema:
+            ema = make_ema(model, 0.0)
+            ema.load_state_dict(state["ema"])
+            model = ema.module
+        else:
+            model.load_state_dict(state["model"])
+    except RuntimeError as error:  # e.g. an old checkpoint of a preset that has changed since
+        raise UsageError(f"{path} does not fit the network it describes "
+                         f"({str(error).strip().splitlines()[0][:160]}); it was made for another "
+                         "configuration of the preset; retrain, or use the code it was made with") \
+            from None
     diffusion.load_state_dict(state["schedule"])
     meta["step"] = int(state["step"])
     return model.to(device).eval(), diffusion.to(device), meta

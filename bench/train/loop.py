@@ -42,9 +42,16 @@ class TrainResult:
 
 def run_spec(config: TrainConfig, channels: int, resolution: int) -> dict[str, Any]:
     """What is trained (see config.SPEC_KEYS); stored in every checkpoint's meta."""
+    import dataclasses
+
+    import models
+
+    full = models.preset_config(config.model, **config.model_overrides(channels))
     return {
         "model": config.model,
         "overrides": config.model_overrides(channels),
+        # the whole configuration: a checkpoint rebuilds THIS network even after the preset changes
+        "model_config": {"family": type(full).__name__, **dataclasses.asdict(full)},
         "dataset": config.dataset,
         "resolution": resolution,
         "channels": channels,
