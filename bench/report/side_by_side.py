@@ -60,7 +60,7 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         for record in section.to_dict("records"):
             steps = record["sample_steps"]
             sample = (f"{fmt(record['sample_time_s'], 3)} ({int(steps)})"
-                      if fmt(record["sample_time_s"], 3) else "")
+                      if fmt(record["sample_time_s"], 3) else "not measured")
             rows.append([record["model"]] + [render_value(record[m], show)
                                              for m, _, _, show in COLUMNS] + [sample])
         out += [render.markdown_table(headers, rows), ""]
