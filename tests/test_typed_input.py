@@ -40,28 +40,18 @@ def test_toml(tmp_path, capsys, key, value, accepted) -> None:
     assert not (tmp_path / "o" / "measurements.csv").exists()
 
 
-@pytest.mark.parametrize(("matrix", "message"), [
+@pytest.mark.parametrize(("extra", "message"), [
     ('seed = 1.5', "matrix.seed = 1.5"),
     ('seed = "x"', "matrix.seed = 'x'"),
     ('channels = "3"', "matrix.channels = '3'"),
     ('cpu_max_batch_pixels = 0.5', "cpu_max_batch_pixels = 0.5"),
-])
-def test_toml_matrix_keys(tmp_path, capsys, matrix, message) -> None:
-    config = tmp_path / "m.toml"
-    config.write_text(f'[matrix]\nmodels = ["unet"]\nmetrics = ["params"]\n{matrix}\n')
-    assert main(["run", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
-
-
-@pytest.mark.parametrize(("table", "message"), [
     ('[sampling]\nsteps = { unet = [1.5] }', "[sampling] steps"),
     ('[sampling]\nsteps = { unet = [3] }\nrepeats = "2"', "[sampling] repeats = '2'"),
     ('[latency]\nbudget_s = "2"', "[latency] budget_s = '2'"),
 ])
-def test_toml_tables(tmp_path, capsys, table, message) -> None:
+def test_toml_matrix_keys_and_tables(tmp_path, capsys, extra, message) -> None:
     config = tmp_path / "m.toml"
-    config.write_text(f'[matrix]\nmodels = ["unet"]\nmetrics = ["sample_time_s"]\n{table}\n')
+    config.write_text(f'[matrix]\nmodels = ["unet"]\nmetrics = ["params", "sample_time_s"]\n{extra}\n')
     assert main(["run", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
