@@ -17,6 +17,7 @@ from bench.measure.workload import torch_threads
 from bench.report import render
 from bench.report.profile_report import draw_blocks
 from bench.results import COLUMNS, atomic_write_text
+from models.factory import build_factory_model, is_factory_reference
 
 
 def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch.device, batch: int,
@@ -29,10 +30,13 @@ def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with torch_threads(threads) as used:
         for name in names:
-            config = models.preset_config(name, **overrides)
-            trace = out_dir / f"trace-{name}.json"
+            if is_factory_reference(name):
+                config, net = None, build_factory_model(name, overrides)
+            else:
+                config, net = models.preset_config(name, **overrides), models.build(name, **overrides)
+            trace = out_dir / f"trace-{name.replace('/', '_').replace(':', '_')}.json"
             result = profile_denoiser(
-                models.build(name, **overrides), device=device, dtype=getattr(torch, dtype),
+                net, device=device, dtype=getattr(torch, dtype),
                 batch=batch, resolution=resolution, mode=mode, what=what, calls=calls, warmup=warmup,
                 trace_path=trace)
             written.append(trace)

@@ -146,3 +146,12 @@ def test_the_diffusers_ddpm_peer() -> None:
     rows = pd.DataFrame(measure_latency(spec, cell))
     assert (rows["status"] == "ok").all()
     assert set(rows[rows["metric"] == "latency_ratio"]["model"]) == {"unet", "ddpm"}
+
+
+def test_a_user_factory_profiled(outside: Path) -> None:
+    assert main(["profile", "--model", "mynets_mod:make", "--resolution", "16", "--calls", "2",
+                 "--warmup", "1", "--threads", "1", "--out", str(outside / "p")]) == 0
+    rows = pd.read_csv(outside / "p" / "profile.csv")
+    shares = rows[rows["metric"] == "profile_block_pct"]
+    assert set(shares["stat"]) == {"inp", "time", "out", "rest"}  # its top-level children
+    assert shares["value"].sum() == pytest.approx(100.0, abs=0.01)

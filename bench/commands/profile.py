@@ -24,7 +24,7 @@ from bench.errors import UsageError, parse_cli_value
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", action="append", required=True, metavar="NAME",
-        help="preset to profile (repeat to compare models)")
+        help="preset or factory 'package.module:callable' to profile (repeat to compare models)")
     add("--device", default="cpu", help="cpu or cuda")
     add("--batch", type=int, default=1)
     add("--resolution", type=int, default=64)
@@ -56,6 +56,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.measure.workload import check_device, check_positive
     from bench.profile_run import profile_models
     from bench.results import ensure_writable_dir
+    from models.factory import is_factory_reference, user_model
 
     dev = check_device(args.device)
     for name in ("batch", "resolution", "calls"):
@@ -69,7 +70,10 @@ def execute(args: argparse.Namespace) -> int:
         raise UsageError("--mode cudagraph needs --device cuda (and a CUDA machine)")
     overrides = _overrides(args.model_arg)
     for name in args.model:
-        models.check_resolution(name, args.resolution, **overrides)  # unknown model, bad override
+        if is_factory_reference(name):  # a user's denoiser: one tiny forward at this resolution
+            user_model(name, overrides, resolution=args.resolution)
+        else:
+            models.check_resolution(name, args.resolution, **overrides)  # unknown model, bad override
     ensure_writable_dir(args.out, "--out")
     started = time.perf_counter()
     table, written = profile_models(
