@@ -19,7 +19,7 @@ from models.diffusion.samplers import SAMPLERS
 from models.factory import is_factory_reference, user_model
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where", "peers")
+EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where", "where-gpu", "peers")
 
 METRICS: dict[str, str] = {
     "params": "count",
