@@ -228,3 +228,16 @@ def test_retry_failed_keeps_other_matrices_cells(tmp_path) -> None:
     run_matrix(spec, tmp_path, retry_failed=True, progress=False)
     cells = set(MeasurementStore(tmp_path).frame["cell"])
     assert "latency_ms|other" in cells and any(c.startswith("params|unet") for c in cells)
+
+
+def test_every_built_in_profile_parses() -> None:
+    """Each shipped profile is valid here; the CUDA-only ones say so in one line on a CPU box."""
+    from bench.matrix.spec import EFFICIENCY_PROFILES, load_spec
+
+    for name in EFFICIENCY_PROFILES:
+        spec_devices = load_spec(name).devices if CUDA or name not in ("gpu", "where-gpu") else None
+        if spec_devices is None:
+            with pytest.raises(UsageError, match="CUDA machine"):
+                load_spec(name)
+        else:
+            assert spec_devices
