@@ -33,8 +33,8 @@ from bench.measure.workload import (
     on_device,
     torch_threads,
 )
+from models.diffusion.samplers import SAMPLERS  # the one registry of samplers
 
-SAMPLERS = ("ddpm", "ddim")
 SAMPLE_TOLERANCE = {"float32": 1e-2, "bfloat16": 0.25, "float16": 0.1}
 """Largest accepted max |mode samples - eager samples| (same seed; samples lie in [-1, 1]): a whole
 run compounds the per-call rounding differences of a compiled or bfloat16 denoiser."""

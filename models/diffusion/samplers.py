@@ -13,8 +13,6 @@ from models.diffusion.process import GaussianDiffusion, Model, split_prediction
 from models.diffusion.respacing import RespacedSchedule
 from models.errors import ModelInputError
 
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
-
 # Called by a step when it needs a fresh standard-normal tensor shaped like x.
 NoiseSource = Callable[[], Tensor]
 
@@ -75,6 +73,14 @@ def ddim_step(
     return out
 
 
+SAMPLER_STEPS: dict[str, Callable[..., Tensor]] = {"ddpm": ddpm_step, "ddim": ddim_step}
+"""Sampler name -> its step (model output, x_i, i, respaced schedule, prediction, noise source,
+keyword clip_denoised) -> x_{i-1}. A new sampler is one step function plus one line here."""
+SAMPLERS: tuple[str, ...] = tuple(SAMPLER_STEPS)
+SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {"ddim": ("eta",)}
+"""Extra keyword options a sampler's step accepts (`sample(..., eta=...)` for DDIM)."""
+
+
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     dims = tuple(shape)
     if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
@@ -108,11 +114,13 @@ def sample(
     """
     if sampler not in SAMPLERS:
         raise ModelInputError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-    if sampler != "ddim" and eta != 0.0:
+    if "eta" not in SAMPLER_OPTIONS.get(sampler, ()) and eta != 0.0:
         raise ModelInputError(f"eta applies only to the ddim sampler, got eta={eta} for {sampler}")
     if not (isinstance(eta, int | float) and 0.0 <= eta and math.isfinite(eta)):
         raise ModelInputError(f"eta must be a finite number >= 0, got {eta!r}")
     dims = _check_shape(shape)
+    step = SAMPLER_STEPS[sampler]
+    extra = {"eta": float(eta)} if "eta" in SAMPLER_OPTIONS.get(sampler, ()) else {}
     schedule = diffusion.respace(steps)
     device = torch.device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -135,27 +143,8 @@ def sample(
             ):
                 t = torch.full((dims[0],), int(schedule.timesteps[i]), dtype=torch.long)
                 output = model(x, t.to(device)).to(dtype)
-                if sampler == "ddpm":
-                    x = ddpm_step(
-                        output,
-                        x,
-                        i,
-                        schedule,
-                        diffusion.prediction,
-                        noise,
-                        clip_denoised=clip_denoised,
-                    )
-                else:
-                    x = ddim_step(
-                        output,
-                        x,
-                        i,
-                        schedule,
-                        diffusion.prediction,
-                        noise,
-                        clip_denoised=clip_denoised,
-                        eta=float(eta),
-                    )
+                x = step(output, x, i, schedule, diffusion.prediction, noise,
+                         clip_denoised=clip_denoised, **extra)
     finally:
         if isinstance(model, nn.Module) and was_training is not None:
             model.train(was_training)
