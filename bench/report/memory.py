@@ -56,8 +56,10 @@ def claim_sentence(data: pd.DataFrame, results: Results, model: str, reference: 
         if not common:
             continue
         low, high = common[0], common[-1]
-        parts.append(f"peak inference memory on {device} is {fmt(ours[low] / base[low], 2)} x at "
-                     f"batch {int(low)} and {fmt(ours[high] / base[high], 2)} x at batch {int(high)}"
+        at = f"{fmt(ours[low] / base[low], 2)} x at batch {int(low)}"
+        if high != low:
+            at += f" and {fmt(ours[high] / base[high], 2)} x at batch {int(high)}"
+        parts.append(f"peak inference memory on {device} is {at}"
                      + (" (more than the U-Net)" if ours[high] > base[high] else ""))
     if not parts:
         return f"`{model}`: not enough memory measurements to compare with `{reference}`."
