@@ -3,6 +3,7 @@ Measuring is `bench.measure.profiling`; this module only adds context and writes
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from bench.measure.workload import torch_threads
 from bench.report import render
 from bench.report.profile_report import draw_blocks
 from bench.results import COLUMNS, atomic_write_text
-from models.factory import build_factory_model, is_factory_reference
 
 
 def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch.device, batch: int,
@@ -30,10 +30,9 @@ def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with torch_threads(threads) as used:
         for name in names:
-            if is_factory_reference(name):
-                config, net = None, build_factory_model(name, overrides)
-            else:
-                config, net = models.preset_config(name, **overrides), models.build(name, **overrides)
+            source = models.model_source(name, overrides)
+            net = source.build()
+            solver, solver_steps, backend = source.solver()
             trace = out_dir / f"trace-{name.replace('/', '_').replace(':', '_')}.json"
             result = profile_denoiser(
                 net, device=device, dtype=getattr(torch, dtype),
@@ -43,9 +42,9 @@ def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch
             context = {
                 "model": name, "device": str(device), "batch_size": batch, "resolution": resolution,
                 "channels": 3, "dtype": dtype, "mode": mode, "threads": used if device.type == "cpu"
-                else None, "solver": getattr(config, "solver", None),
-                "solver_steps": getattr(config, "solver_steps", None),
-                "solver_backend": getattr(config, "solver_backend", None), "counter": "torch.profiler",
+                else None, "solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
+                "config": json.dumps(source.config(), sort_keys=True, default=str),
+                "counter": "torch.profiler",
                 "status": "ok", "n": calls, "profile": f"profile ({what})",
                 "cell": f"profile|{name}|{device}|{resolution}|{batch}|{dtype}|{mode}|{what}",
                 "torch": env["versions"].get("torch"), "git_commit": env["git_commit"],

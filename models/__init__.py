@@ -17,16 +17,24 @@ from __future__ import annotations
 
 from torch import nn
 
+from models import families as _families  # noqa: F401 - registers the built-in families and presets
 from models.config import CUNetConfig, UNetConfig
 from models.errors import ModelInputError
 from models.registry import (
+    FAMILIES,
     PRESETS,
+    Family,
+    Preset,
     available,
     build,
     build_from_config,
     check_resolution,
+    family_of,
     preset_config,
+    register_family,
+    register_preset,
 )
+from models.source import ModelSource, build_stored, model_source
 
 
 def last_nfe(model: nn.Module) -> dict[str, int]:
@@ -46,7 +54,8 @@ def is_continuous(model: nn.Module) -> bool:
 
 def is_continuous_config(config: object) -> bool:
     """True for configurations of neural-ODE denoisers (they report NFE)."""
-    return isinstance(config, CUNetConfig)
+    family = FAMILIES.get(type(config).__name__)
+    return bool(family and family.continuous)
 
 
 def capture_safe(model: nn.Module) -> bool | None:
@@ -57,7 +66,16 @@ def capture_safe(model: nn.Module) -> bool | None:
 
 
 __all__ = [
+    "FAMILIES",
     "PRESETS",
+    "Family",
+    "ModelSource",
+    "Preset",
+    "build_stored",
+    "family_of",
+    "model_source",
+    "register_family",
+    "register_preset",
     "CUNetConfig",
     "ModelInputError",
     "UNetConfig",

@@ -1,7 +1,16 @@
-"""Preset names -> configurations, and `build`.
+"""Model families and presets, and `build`.
 
-The parameter counts in each description are the exact values at the default width; the tests
-check them.
+A *family* is a configuration dataclass with its builder, its rules (validation, accepted
+resolutions) and friendly override names; a *preset* is a named configuration of a family. The
+built-in families (`models/families.py`) register themselves with the same two calls a new family
+would use:
+
+    register_family(Family(MyConfig, build=MyNet, validate=check_my_config,
+                           resolution_rule=lambda c: (8, 8), aliases={"width": "channels_base"}))
+    register_preset("mynet", Preset(MyConfig(), "what it is"))
+
+(A user's denoiser needs neither: a factory reference, see `models.factory`.) The parameter
+counts in each preset description are the exact values at the default width; the tests check them.
 """
 
 from __future__ import annotations
@@ -9,66 +18,73 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from models.config import (
-    ATTENTION_SITES,
-    NORMS,
-    SOLVERS,
-    TIME_CONDITIONING,
-    CUNetConfig,
-    ModelConfig,
-    UNetConfig,
-)
 from models.errors import ModelInputError
-from models.solvers import check_backend
 
-ATTN5 = ("enc2", "enc4", "mid", "dec1", "dec3")
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: what `build`, `preset_config` and `check_resolution` need to know of it."""
+
+    config: type
+    """The configuration dataclass (fields with type hints; the registry checks values by them)."""
+    build: Callable[[typing.Any], nn.Module]
+    validate: Callable[[str, typing.Any], None]
+    """Raise ModelInputError (one line, starting with the model name) for an invalid configuration."""
+    resolution_rule: Callable[[typing.Any], tuple[int, int]]
+    """configuration -> (the resolution must be a multiple of, and at least)."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Friendly override names -> this family's field, e.g. {"width": "dim"}."""
+    continuous: bool = False
+    """Neural-ODE family: its models report ODE-function evaluations (`last_nfe`)."""
+
+    @property
+    def name(self) -> str:
+        return self.config.__name__
 
 
 @dataclass(frozen=True)
 class Preset:
-    config: ModelConfig
+    config: typing.Any
     description: str
     paper_label: str | None = None
     """How the paper's tables and figures name this model (None: not in the paper)."""
 
 
-PRESETS: dict[str, Preset] = {
-    "unet": Preset(UNetConfig(), "DDPM U-Net baseline, 35,710,339 params", "U-Net"),
-    "cunet": Preset(
-        CUNetConfig(),
-        "continuous U-Net as released (2 attention blocks; output ignores t), 8,811,875 params",
-        "cU-Net",
-    ),
-    "cunet-noattn": Preset(
-        CUNetConfig(attention=()), "cU-Net without attention (wo/A), 8,548,707 params", "cU-Net wo/A"
-    ),
-    "cunet-nores": Preset(
-        CUNetConfig(ode_residual=False, time_conditioning="additive"),
-        "cU-Net without residual ODE functions, additive time MLPs (wo/R), 6,138,083 params",
-        "cU-Net wo/R",
-    ),
-    "cunet-noattn-nores": Preset(
-        CUNetConfig(ode_residual=False, time_conditioning="additive", attention=()),
-        "cU-Net wo/A/R, 5,874,915 params",
-        "cU-Net wo/A/R",
-    ),
-    "cunet-attn5": Preset(
-        CUNetConfig(attention=ATTN5),
-        "cU-Net with five attention blocks (the paper's Table 2 cU-Net row), 9,140,835 params",
-        "cU-Net (Table 2)",
-    ),
-    "cunet-film": Preset(
-        CUNetConfig(time_conditioning="film"),
-        "cU-Net as the paper describes it: FiLM time conditioning in every ODE function",
-    ),
-}
+FAMILIES: dict[str, Family] = {}
+"""Configuration class name -> family (filled by `register_family`)."""
+PRESETS: dict[str, Preset] = {}
+"""Preset name -> preset, in registration order (filled by `register_preset`)."""
 
-# Friendly names accepted by `build` for the width and the channel count of either family.
-_ALIASES = {"width": {"UNetConfig": "dim", "CUNetConfig": "num_filters"}}
+
+def register_family(family: Family) -> Family:
+    """Add a model family; ValueError if another family already uses its configuration class."""
+    existing = FAMILIES.get(family.name)
+    if existing is not None and existing is not family:
+        raise ValueError(f"model family {family.name} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
+def register_preset(name: str, preset: Preset) -> None:
+    """Add a preset of a registered family; ValueError for a taken name or an unknown family."""
+    if name in PRESETS:
+        raise ValueError(f"preset {name!r} is already registered")
+    if type(preset.config).__name__ not in FAMILIES:
+        raise ValueError(f"preset {name!r}: register the family {type(preset.config).__name__} first")
+    PRESETS[name] = preset
+
+
+def family_of(config: object) -> Family:
+    """The registered family of a configuration."""
+    family = FAMILIES.get(type(config).__name__)
+    if family is None:
+        raise ModelInputError(f"no registered model family for {type(config).__name__}")
+    return family
 
 
 def available() -> list[str]:
@@ -76,25 +92,25 @@ def available() -> list[str]:
     return list(PRESETS)
 
 
-def preset_config(name: str, **overrides: object) -> ModelConfig:
+def preset_config(name: str, **overrides: object) -> typing.Any:
     """The configuration of preset `name` with `overrides` applied and validated."""
     if name not in PRESETS:
         raise ModelInputError(f"unknown model '{name}'; available: {', '.join(PRESETS)}")
     config = PRESETS[name].config
-    kind = type(config).__name__
+    aliases = family_of(config).aliases
     fields = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, object] = {}
     spelled: dict[str, str] = {}
     for key, value in overrides.items():
-        if key in _ALIASES:
-            spelled[_ALIASES[key][kind]] = f"{key} ({_ALIASES[key][kind]})"
-            key = _ALIASES[key][kind]
+        if key in aliases:
+            spelled[aliases[key]] = f"{key} ({aliases[key]})"
+            key = aliases[key]
         if key == "channels":
             _check_type(name, "channels", value, int)
             changes["in_channels"] = changes["out_channels"] = value
             continue
         if key not in fields:
-            valid = sorted(fields | set(_ALIASES) | {"channels"})
+            valid = sorted(fields | set(aliases) | {"channels"})
             raise ModelInputError(
                 f"{name}: unknown override '{key}'; valid overrides: {', '.join(valid)}"
             )
@@ -104,7 +120,9 @@ def preset_config(name: str, **overrides: object) -> ModelConfig:
     for key, value in changes.items():
         _check_type(name, spelled.get(key, key), value, _field_types(type(config))[key])
     config = dataclasses.replace(config, **changes)
-    _validate(name, config)
+    _require(config.in_channels >= 1 and config.out_channels >= 1,
+             f"{name}: channel counts must be >= 1")
+    family_of(config).validate(name, config)
     return config
 
 
@@ -154,33 +172,9 @@ def _require(condition: bool, message: str) -> None:
         raise ModelInputError(message)
 
 
-def _validate(name: str, c: ModelConfig) -> None:
-    _require(c.in_channels >= 1 and c.out_channels >= 1, f"{name}: channel counts must be >= 1")
-    if isinstance(c, UNetConfig):
-        _require(c.dim >= 1 and c.dim % c.resnet_groups == 0,
-                 f"{name}: dim={c.dim} must be a positive multiple of resnet_groups={c.resnet_groups}")
-        _require(len(c.full_attention) == len(c.dim_mults),
-                 f"{name}: full_attention needs one flag per entry of dim_mults")
-        return
-    _require(c.num_filters >= 1, f"{name}: num_filters must be >= 1, got {c.num_filters}")
-    _require(c.solver in SOLVERS, f"{name}: unknown solver '{c.solver}'; use one of {', '.join(SOLVERS)}")
-    _require(c.solver_steps >= 1, f"{name}: solver_steps must be >= 1, got {c.solver_steps}")
-    _require(c.norm in NORMS, f"{name}: unknown norm '{c.norm}'; use one of {', '.join(NORMS)}")
-    _require(c.time_conditioning in TIME_CONDITIONING,
-             f"{name}: unknown time_conditioning '{c.time_conditioning}'; "
-             f"use one of {', '.join(TIME_CONDITIONING)}")
-    bad = [s for s in c.attention if s not in ATTENTION_SITES]
-    _require(not bad, f"{name}: unknown attention site(s) {bad}; use {', '.join(ATTENTION_SITES)}")
-    _require(c.rtol > 0 and c.atol > 0, f"{name}: rtol and atol must be > 0")
-    check_backend(c.solver_backend, c.solver, c.adjoint, name=name)
-
-
-def build_from_config(config: ModelConfig) -> nn.Module:
-    """Instantiate the network a configuration describes."""
-    from models.cunet import ContinuousUNet
-    from models.unet import UNet
-
-    return UNet(config) if isinstance(config, UNetConfig) else ContinuousUNet(config)
+def build_from_config(config: object) -> nn.Module:
+    """Instantiate the network a configuration describes (by its registered family)."""
+    return family_of(config).build(config)
 
 
 def build(name: str, **overrides: object) -> nn.Module:
@@ -196,10 +190,7 @@ def build(name: str, **overrides: object) -> nn.Module:
 def check_resolution(name: str, resolution: int, **overrides: object) -> None:
     """Raise ModelInputError when preset `name` cannot take `resolution` x `resolution` inputs."""
     config = preset_config(name, **overrides)
-    if isinstance(config, UNetConfig):
-        multiple, minimum = 2 ** (len(config.dim_mults) - 1), 2 ** (len(config.dim_mults) - 1)
-    else:
-        multiple, minimum = 16, 32
+    multiple, minimum = family_of(config).resolution_rule(config)
     if resolution < minimum or resolution % multiple:
         raise ModelInputError(
             f"{name} cannot take {resolution}x{resolution} inputs: the resolution must be a multiple "

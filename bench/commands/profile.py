@@ -56,7 +56,6 @@ def execute(args: argparse.Namespace) -> int:
     from bench.measure.workload import check_device, check_positive
     from bench.profile_run import profile_models
     from bench.results import ensure_writable_dir
-    from models.factory import is_factory_reference, user_model
 
     dev = check_device(args.device)
     for name in ("batch", "resolution", "calls"):
@@ -69,11 +68,8 @@ def execute(args: argparse.Namespace) -> int:
     if args.mode == "cudagraph" and dev.type != "cuda":
         raise UsageError("--mode cudagraph needs --device cuda (and a CUDA machine)")
     overrides = _overrides(args.model_arg)
-    for name in args.model:
-        if is_factory_reference(name):  # a user's denoiser: one tiny forward at this resolution
-            user_model(name, overrides, resolution=args.resolution)
-        else:
-            models.check_resolution(name, args.resolution, **overrides)  # unknown model, bad override
+    for name in args.model:  # unknown model, bad override; a user's model: one tiny forward
+        models.model_source(name, overrides).check(channels=3, resolution=args.resolution)
     ensure_writable_dir(args.out, "--out")
     started = time.perf_counter()
     table, written = profile_models(

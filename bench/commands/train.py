@@ -27,14 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainConfig(model="unet")
     add = parser.add_argument
-    add("--model", required=True, help="registry model name (see models.available())")
+    add("--model", required=True, help="a preset (see models.available()) or a factory "
+        "'package.module:callable' / 'file.py:callable' (your own denoiser)")
     add("--dataset", default=d.dataset, help="digits (offline), mnist, celeba, lsun-church, folder")
     add("--data-root", default=None, help="dataset path (default $BENCH_DATA_DIR/<dataset>)")
     add("--resolution", type=int, default=None, help="image side (default: the dataset's)")
     add("--channels", type=int, default=None, help="1 or 3 (default: the dataset's)")
     add("--width", type=int, default=None, help="U-Net dim / cU-Net num_filters")
     add("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-        help="further models.build override, e.g. attn_heads=2 (repeatable)")
+        help="a preset override or a factory keyword argument, e.g. attn_heads=2 (repeatable)")
     add("--steps", type=int, default=d.steps, help="total optimiser steps")
     add("--batch-size", type=int, default=d.batch_size, help="global batch (split across ranks)")
     add("--lr", type=float, default=d.lr)

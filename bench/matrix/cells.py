@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-import models
 from bench.matrix.spec import MatrixSpec
 
 PAPER_RESOLUTION = 64
@@ -123,15 +122,8 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
 
 
 def _reports_nfe(spec: MatrixSpec, model: str) -> bool:
-    """Whether the model reports ODE-function evaluations (the protocol's `last_nfe`): asked of a
-    user's model, read from a preset's configuration."""
-    if model in spec.factories:
-        from models.factory import build_factory_model
-
-        net = build_factory_model(spec.factories[model], spec.overrides.get(model, {}))
-        return callable(getattr(getattr(net, "module", net), "last_nfe", None))
-    return models.is_continuous_config(
-        models.preset_config(spec.preset_of(model), **spec.overrides.get(model, {})))
+    """Whether the model reports ODE-function evaluations (the protocol's `last_nfe`)."""
+    return spec.source_of(model).reports_nfe()
 
 
 def _paper_resolution(spec: MatrixSpec) -> int:

@@ -4,14 +4,12 @@ into tidy rows. Nothing here writes files."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import torch
 
-import models
 from bench.checkpoint import checkpoint_mib
 from bench.errors import failure_reason
 from bench.matrix.cells import Cell
@@ -19,65 +17,36 @@ from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import compute, interleaved, machine, memory, modes, params, profiling, sampling
 from bench.measure.allocator import steady_allocator
 from bench.measure.workload import check_device, denoiser_inputs, torch_threads
-from models.factory import build_factory_model
+from models.source import ModelSource
 
 Row = dict[str, Any]
 
 
 @lru_cache(maxsize=2)
-def _cached_model(name: str, overrides: tuple[tuple[str, Any], ...]) -> torch.nn.Module:
-    return models.build(name, **dict(overrides)).eval()
-
-
-def _overrides(spec: MatrixSpec, name: str, **extra: Any) -> tuple[tuple[str, Any], ...]:
-    overrides = {**spec.overrides.get(name, {}), **extra}
-    if spec.channels != 3:
-        overrides.setdefault("channels", spec.channels)
-    frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return tuple(sorted(frozen.items()))
-
-
-@lru_cache(maxsize=2)
-def _cached_factory_model(reference: str, kwargs: tuple[tuple[str, Any], ...]) -> torch.nn.Module:
-    return build_factory_model(reference, dict(kwargs)).eval()
+def _cached_model(source: ModelSource) -> torch.nn.Module:
+    return source.build().eval()
 
 
 def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
     """The matrix model `name` with the matrix's overrides (cached: counters do not modify it)."""
-    if name in spec.factories:
-        return _cached_factory_model(spec.factories[name], _frozen(spec.overrides.get(name, {})))
-    return _cached_model(spec.preset_of(name), _overrides(spec, name, **extra))
+    source = spec.source_of(name)
+    return _cached_model(source.with_arguments(**extra) if extra else source)
 
 
 def fresh_model(spec: MatrixSpec, name: str) -> torch.nn.Module:
     """A new instance of the matrix model `name` with its overrides (eval mode, not cached)."""
-    if name in spec.factories:
-        return build_factory_model(spec.factories[name], spec.overrides.get(name, {})).eval()
-    return models.build(spec.preset_of(name), **dict(_overrides(spec, name))).eval()
-
-
-def _frozen(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
+    return spec.source_of(name).build().eval()
 
 
 def model_config(spec: MatrixSpec, name: str) -> dict[str, Any]:
     """The model's full configuration, as stored with every row: the preset's family and every
     field, or the factory reference and its keyword arguments."""
-    if name in spec.factories:
-        return {"factory": spec.factories[name], "kwargs": spec.overrides.get(name, {})}
-    config = models.preset_config(spec.preset_of(name), **dict(_overrides(spec, name)))
-    return {"preset": spec.preset_of(name), "family": type(config).__name__,
-            **dataclasses.asdict(config)}
+    return spec.source_of(name).config()
 
 
 def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None, str | None]:
     """(method, steps per block, backend) of a continuous model; Nones for a discrete one."""
-    if name in spec.factories:
-        return None, None, None
-    config = models.preset_config(spec.preset_of(name), **spec.overrides.get(name, {}))
-    if models.is_continuous_config(config):
-        return config.solver, config.solver_steps, config.solver_backend
-    return None, None, None
+    return spec.source_of(name).solver()
 
 
 def _row(cell: Cell, metric: str, value: Any, *, stat: str = "value", **extra: Any) -> Row:
@@ -163,9 +132,9 @@ def measure_checkpoint(spec: MatrixSpec, cell: Cell) -> list[Row]:
 
 
 def _memory(spec: MatrixSpec, cell: Cell, mode: str, metric: str) -> list[Row]:
+    source = spec.source_of(cell.model)
     peak = memory.peak_memory(
-        spec.preset_of(cell.model), overrides=spec.overrides.get(cell.model, {}), device=cell.device,
-        factory=spec.factories.get(cell.model),
+        source.name, overrides=source.arguments, device=cell.device, factory=source.factory,
         shape=_shape(spec, cell), batch=cell.batch_size, mode=mode, threads=spec.threads,
     )
     method = peak.method + (" (lower bound)" if peak.lower_bound else "")

@@ -31,6 +31,7 @@ ENVIRONMENT = "environment.json"
 
 def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: str) -> dict[str, Any]:
     known = spec.preset_of(model) in models.available() or model in spec.factories
+    # (a model of an old CSV that no longer exists: its rows keep their context, not a config)
     solver, solver_steps, backend = solver_of(spec, model) if known else (None, None, None)
     config = json.dumps(model_config(spec, model), sort_keys=True, default=str) if known else None
     return {

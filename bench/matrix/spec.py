@@ -16,7 +16,8 @@ from bench.errors import UsageError
 from bench.measure.interleaved import InterleavePlan
 from bench.measure.modes import check_modes
 from models.diffusion.samplers import SAMPLERS
-from models.factory import is_factory_reference, user_model
+from models.factory import is_factory_reference
+from models.source import ModelSource, model_source
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where", "where-gpu", "peers")
@@ -138,6 +139,12 @@ class MatrixSpec:
         """The preset a matrix model name builds."""
         return self.aliases.get(model, model)
 
+    def source_of(self, model: str) -> ModelSource:
+        """What builds the matrix model `model` (a preset and its overrides, or a user's factory
+        and its kwargs) for this matrix's channel count."""
+        built = self.factories.get(model) or self.preset_of(model)
+        return model_source(built, self.overrides.get(model, {})).with_channels(self.channels)
+
     def modes_for(self, model: str) -> list[str]:
         """The modes `model` is run in."""
         return [m for m in self.modes if model in self.mode_models.get(m, [model])]
@@ -204,6 +211,8 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
                          "[matrix], [models], [overrides], [latency], [sampling]")
     aliases, alias_overrides, factories = _model_tables(raw.get("models", {}))
     model_names = _list(matrix, "models", str)
+    # a factory reference listed directly ("my_pkg.nets:make_net") is its own [models] table
+    factories.update({n: n for n in model_names if n not in factories and is_factory_reference(n)})
     _known(model_names, models.available() + list(aliases) + list(factories), "model")
     modes = _list(matrix, "modes", str, ["eager"])
     check_modes(modes)
@@ -236,15 +245,12 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         if model not in factories:  # unknown model/override -> one-line ModelInputError
             models.preset_config(aliases.get(model, model), **values)
     channels_raw = matrix.get("channels", 3)
-    for model in model_names:
-        for resolution in resolutions:
-            if model in factories:  # one tiny forward: imports, builds, takes the input
-                if isinstance(channels_raw, int) and not isinstance(channels_raw, bool):
-                    user_model(factories[model], overrides.get(model, {}), channels=channels_raw,
-                               resolution=resolution)
-            else:
-                models.check_resolution(aliases.get(model, model), resolution,
-                                        **overrides.get(model, {}))
+    if isinstance(channels_raw, int) and not isinstance(channels_raw, bool) and channels_raw >= 1:
+        for model in model_names:
+            built = factories.get(model) or aliases.get(model, model)
+            source = model_source(built, overrides.get(model, {})).with_channels(channels_raw)
+            for resolution in resolutions:  # a user's model: one tiny forward per resolution
+                source.check(channels=channels_raw, resolution=resolution)
     seed = matrix.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"matrix.seed = {seed!r} is not accepted; seed takes a non-negative integer")

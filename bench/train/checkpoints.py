@@ -79,22 +79,6 @@ def check_same_run(state: dict[str, Any], spec: dict[str, Any]) -> None:
                          "use another --out or the original settings")
 
 
-def config_from_dict(stored: dict[str, Any]) -> Any:
-    """A model configuration from its stored form ({"family": class name, field: value, ...})."""
-    import models
-
-    families = {cls.__name__: cls for cls in (models.UNetConfig, models.CUNetConfig)}
-    family = families.get(str(stored.get("family")))
-    if family is None:
-        raise UsageError(f"checkpoint stores an unknown model family {stored.get('family')!r}")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k != "family"}
-    try:
-        return family(**fields)
-    except TypeError as error:
-        raise UsageError(f"checkpoint's model configuration does not fit {family.__name__}: "
-                         f"{error}") from None
-
-
 def build_from_meta(meta: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
     """A fresh (denoiser, diffusion) pair as described by a checkpoint's meta['spec']."""
     import models
@@ -105,7 +89,7 @@ def build_from_meta(meta: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
         raise UsageError("checkpoint meta has no 'spec': it was not written by bench.train")
     stored = spec.get("model_config")
     if isinstance(stored, dict):
-        model = models.build_from_config(config_from_dict(stored))
+        model = models.build_stored(stored)
     else:  # written before checkpoints stored the whole configuration: today's preset
         model = models.build(spec["model"], **spec.get("overrides", {}))
     diffusion = GaussianDiffusion(schedule=spec["schedule"], timesteps=spec["timesteps"],

@@ -55,19 +55,29 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
 
-    def model_overrides(self, channels: int) -> dict[str, Any]:
-        """The `models.build` overrides of this run (width and channels folded in)."""
+    def model_source(self, channels: int) -> Any:
+        """What builds this run's model (`models.ModelSource`): the preset with its overrides or
+        the user's factory with its kwargs, `width` folded in, for `channels`-channel images."""
+        from models import model_source
+
         merged = dict(self.overrides)
         if self.width is not None:
             merged["width"] = self.width
-        merged["channels"] = channels
-        return merged
+        return model_source(self.model, merged).with_channels(channels)
+
+    def model_overrides(self, channels: int) -> dict[str, Any]:
+        """The overrides (preset) or keyword arguments (factory) of this run's model."""
+        return self.model_source(channels).arguments
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-friendly copy for a checkpoint's meta."""
         data = dataclasses.asdict(self)
         data["out"] = str(self.out)
         return data
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -77,11 +87,9 @@ def _positive_int(name: str, value: object) -> None:
 
 def validate(config: TrainConfig) -> None:
     """Raise UsageError naming the first bad setting."""
-    from models import available
     from models.diffusion import PREDICTIONS, SCHEDULES
 
-    if config.model not in available():
-        raise UsageError(f"unknown model {config.model!r}; available: {', '.join(available())}")
+    config.model_source(3)  # an unknown model fails first, naming presets and factories
     from bench.data import dataset_info
 
     info = dataset_info(config.dataset)  # an unknown dataset fails before anything is created
@@ -93,14 +101,11 @@ def validate(config: TrainConfig) -> None:
     if given:
         raise UsageError(f"--model-arg {given[0]}: the channels follow the dataset; set them with "
                          "--channels N instead")
-    from models import preset_config
-
-    preset_config(config.model, **config.model_overrides(config.channels or 3))  # types and ranges
-    if config.resolution is not None and isinstance(config.resolution, int) and config.resolution > 0:
-        # before any data is loaded or anything written: a model that cannot take the resolution
-        from models import check_resolution
-
-        check_resolution(config.model, config.resolution, **config.model_overrides(config.channels or 3))
+    channels = config.channels if _is_positive_int(config.channels) else info.channels
+    resolution = config.resolution if _is_positive_int(config.resolution) else info.resolution
+    # before any data is loaded or anything written: bad overrides (types and ranges), a model
+    # that cannot take the resolution or channels (a user's model: one tiny forward)
+    config.model_source(channels).check(channels=channels, resolution=resolution)
     for name in ("steps", "batch_size", "ema_every", "checkpoint_every", "keep_checkpoints",
                  "log_every", "timesteps"):
         _positive_int(name.replace("_", "-"), getattr(config, name))

@@ -42,16 +42,13 @@ class TrainResult:
 
 def run_spec(config: TrainConfig, channels: int, resolution: int) -> dict[str, Any]:
     """What is trained (see config.SPEC_KEYS); stored in every checkpoint's meta."""
-    import dataclasses
-
-    import models
-
-    full = models.preset_config(config.model, **config.model_overrides(channels))
+    source = config.model_source(channels)
     return {
         "model": config.model,
-        "overrides": config.model_overrides(channels),
+        "overrides": source.arguments,
         # the whole configuration: a checkpoint rebuilds THIS network even after the preset changes
-        "model_config": {"family": type(full).__name__, **dataclasses.asdict(full)},
+        # (a user's model: the factory reference and its kwargs)
+        "model_config": source.config(),
         "dataset": config.dataset,
         "resolution": resolution,
         "channels": channels,
@@ -94,11 +91,10 @@ def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
     dataset, channels, resolution = _load_data(config)
     spec = run_spec(config, channels, resolution)
 
-    import models
     from models.diffusion import GaussianDiffusion
 
     torch.manual_seed(config.seed)
-    model = models.build(config.model, **spec["overrides"])
+    model = config.model_source(channels).build()
     diffusion = GaussianDiffusion(schedule=config.schedule, timesteps=config.timesteps,
                                   prediction=config.prediction)
     model.to(dist.device)
