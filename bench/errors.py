@@ -24,3 +24,15 @@ def parse_cli_value(text: str) -> object:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
+
+
+def parse_model_args(items: list[str], flag: str = "--model-arg") -> dict[str, object]:
+    """['width=8', 'solver="euler"'] -> {'width': 8, 'solver': 'euler'}: the KEY=VALUE flags of
+    every command that builds models (preset overrides or a factory's keyword arguments)."""
+    parsed: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        parsed[key.strip()] = parse_cli_value(raw.strip())
+    return parsed

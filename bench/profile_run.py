@@ -17,7 +17,7 @@ from bench.measure.profiling import profile_denoiser, result_rows
 from bench.measure.workload import torch_threads
 from bench.report import render
 from bench.report.profile_report import draw_blocks
-from bench.results import COLUMNS, atomic_write_text
+from bench.results import COLUMNS, atomic_write_text, safe_name
 
 
 def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch.device, batch: int,
@@ -33,7 +33,7 @@ def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch
             source = models.model_source(name, overrides)
             net = source.build()
             solver, solver_steps, backend = source.solver()
-            trace = out_dir / f"trace-{name.replace('/', '_').replace(':', '_')}.json"
+            trace = out_dir / f"trace-{safe_name(name)}.json"
             result = profile_denoiser(
                 net, device=device, dtype=getattr(torch, dtype),
                 batch=batch, resolution=resolution, mode=mode, what=what, calls=calls, warmup=warmup,

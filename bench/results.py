@@ -47,6 +47,13 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def safe_name(text: str) -> str:
+    """`text` usable as one file or folder name (a factory reference 'pkg/nets.py:make' has
+    slashes and colons): every run of other characters than letters, digits, '.', '_' and '-'
+    becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "_"
+
+
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 STATUSES = ("ok", "failed")
 

@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.errors import UsageError, parse_cli_value
+from bench.errors import UsageError, parse_model_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", type=Path, default=Path("runs") / "profile", help="output directory")
 
 
-def _overrides(items: list[str]) -> dict[str, object]:
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--model-arg expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = parse_cli_value(raw.strip())
-    return out
-
-
 def execute(args: argparse.Namespace) -> int:
     import models
     from bench.measure.modes import check_modes
@@ -67,7 +57,7 @@ def execute(args: argparse.Namespace) -> int:
     check_modes([args.mode])
     if args.mode == "cudagraph" and dev.type != "cuda":
         raise UsageError("--mode cudagraph needs --device cuda (and a CUDA machine)")
-    overrides = _overrides(args.model_arg)
+    overrides = parse_model_args(args.model_arg)
     for name in args.model:  # unknown model, bad override; a user's model: one tiny forward
         models.model_source(name, overrides).check(channels=3, resolution=args.resolution)
     ensure_writable_dir(args.out, "--out")

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="results directory (default runs/<profile>)")
     parser.add_argument("--reports", type=Path, default=None,
                         help="reports directory (default <out>/reports)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME",
+                        help="measure (or train and sweep) these models instead of the profile's: "
+                             "a preset, a name the matrix defines, or your own denoiser as "
+                             "'package.module:callable' / 'file.py:callable' (repeatable)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="override / keyword argument for the --model entries the profile does "
+                             "not configure itself (repeatable)")
     parser.add_argument("--retry-failed", action="store_true", help="measure failed cells again on resume")
     parser.add_argument("--remeasure", action="append", default=[], metavar="METRIC",
                         help="forget earlier rows of this metric (and the metrics measured with it) "
@@ -52,7 +59,12 @@ def execute(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / name
     reports = args.reports or out / "reports"
     started = time.perf_counter()
+    from bench.errors import parse_model_args
     from bench.results import ensure_writable_dir
+
+    model_args = parse_model_args(args.model_arg)
+    if model_args and not args.model:
+        raise UsageError("--model-arg applies to --model entries; name the models with --model")
 
     def outputs_writable() -> None:  # after the input is validated, before anything is measured
         ensure_writable_dir(out, "--out")
@@ -61,8 +73,12 @@ def execute(args: argparse.Namespace) -> int:
     if args.config is None and name in quality_profiles():
         from bench.quality.profiles import run_quality_profile
 
+        if args.model:
+            from bench.quality.profiles import get_profile, with_models
+
+            with_models(get_profile(name), args.model, model_args)  # checked before writing
         outputs_writable()
-        run_quality_profile(name, out)
+        run_quality_profile(name, out, models=args.model or None, model_args=model_args)
     elif args.config is None and name not in EFFICIENCY_PROFILES:
         known = ", ".join(EFFICIENCY_PROFILES + quality_profiles())
         raise UsageError(f"unknown profile '{name}'; available: {known}")
@@ -70,7 +86,8 @@ def execute(args: argparse.Namespace) -> int:
         from bench.matrix import load_spec
         from bench.matrix.runner import run_matrix
 
-        spec = load_spec(None if args.config else name, args.config)
+        spec = load_spec(None if args.config else name, args.config,
+                         models_override=args.model or None, model_args=model_args)
         outputs_writable()
         summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress,
                              remeasure=args.remeasure)

@@ -11,14 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError, parse_cli_value
-
-
-def _override(text: str) -> tuple[str, object]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise UsageError(f"--model-arg expects KEY=VALUE, got {text!r}")
-    return key.strip(), parse_cli_value(raw.strip())
+from bench.errors import parse_model_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,13 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    from bench.results import safe_name
     from bench.train.config import TrainConfig
 
-    out = args.out or Path("runs") / "train" / f"{args.model}-{args.dataset}"
+    out = args.out or Path("runs") / "train" / f"{safe_name(args.model)}-{args.dataset}"
     return TrainConfig(
         model=args.model, dataset=args.dataset, out=out, data_root=args.data_root,
         resolution=args.resolution, channels=args.channels, width=args.width,
-        overrides=dict(_override(item) for item in args.model_arg), steps=args.steps,
+        overrides=parse_model_args(args.model_arg), steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
         ema_every=args.ema_every, grad_clip=args.grad_clip, prediction=args.prediction,
         schedule=args.schedule, hflip=args.hflip, seed=args.seed, device=args.device,

@@ -3,6 +3,7 @@ typo fails in one line before anything is measured."""
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -157,8 +158,11 @@ def available_threads() -> int:
     return os.cpu_count() or 1
 
 
-def load_spec(profile: str | None = None, config: Path | None = None) -> MatrixSpec:
-    """The matrix of a built-in profile (`quick`, `paper`, `full`) or of a TOML file."""
+def load_spec(profile: str | None = None, config: Path | None = None, *,
+              models_override: list[str] | None = None,
+              model_args: dict[str, Any] | None = None) -> MatrixSpec:
+    """The matrix of a built-in profile (`quick`, `paper`, `full`) or of a TOML file;
+    `models_override` (`run --model`) replaces its models (see `with_models`)."""
     if config is not None:
         path = Path(config)
         if not path.is_file():
@@ -173,7 +177,33 @@ def load_spec(profile: str | None = None, config: Path | None = None) -> MatrixS
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"{path} is not valid TOML: {error}") from None
+    if models_override:
+        raw = with_models(raw, models_override, model_args or {})
     return parse_spec(raw, name=name, source=str(path))
+
+
+def with_models(raw: dict[str, Any], names: list[str], model_args: dict[str, Any]) -> dict[str, Any]:
+    """A matrix description measuring `names` (presets, `[models]` names or factory references)
+    instead of its own models: models it configures keep their configuration, the others get
+    `model_args` (preset overrides or factory kwargs); per-model lists are cut to `names`."""
+    raw = copy.deepcopy(raw)
+    matrix = raw.setdefault("matrix", {})
+    own = set(matrix.get("models") or []) | set(raw.get("models", {}))
+    matrix["models"] = list(dict.fromkeys(names))
+    if isinstance(matrix.get("mode_models"), dict):
+        matrix["mode_models"] = {mode: [n for n in listed if n in names]
+                                 for mode, listed in matrix["mode_models"].items()}
+    if isinstance(raw.get("models"), dict):
+        raw["models"] = {n: t for n, t in raw["models"].items() if n in names}
+    if model_args:
+        overrides = raw.setdefault("overrides", {})
+        for name in names:
+            if name not in own:
+                overrides[name] = {**overrides.get(name, {}), **model_args}
+    latency = raw.get("latency", {})
+    if isinstance(latency, dict) and latency.get("reference") not in (None, *names):
+        latency.pop("reference")  # the matrix's first model becomes the reference
+    return raw
 
 
 def _list(section: dict[str, Any], key: str, kind: type, default: list | None = None) -> list:

@@ -32,7 +32,7 @@ import torch
 
 from bench.errors import UsageError
 from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_sweep
-from bench.results import MeasurementStore, atomic_write_text
+from bench.results import MeasurementStore, atomic_write_text, safe_name
 from bench.train import TrainConfig, TrainingDiverged, train
 from bench.train.checkpoints import load_for_sampling
 from bench.train.distributed import DistContext, init_distributed
@@ -118,6 +118,23 @@ PROFILES: dict[str, QualityProfile] = {
 QUALITY_PROFILES: tuple[str, ...] = tuple(PROFILES)
 
 
+def with_models(profile: QualityProfile, names: list[str],
+                model_args: dict[str, Any] | None = None) -> QualityProfile:
+    """The profile training and sweeping `names` (presets or factory references) instead of its
+    own models: a model the profile lists keeps its settings (its scaled widths), any other is
+    built with `model_args` (preset overrides or factory kwargs). Checked before any training."""
+    from models import model_source
+
+    own = {plan.name: plan for plan in profile.models}
+    plans = []
+    for name in dict.fromkeys(names):
+        plan = own.get(name) or ModelPlan(name, dict(model_args or {}))
+        source = model_source(plan.name, plan.overrides).with_channels(profile.channels or 3)
+        source.check(channels=profile.channels or 3, resolution=profile.resolution)
+        plans.append(plan)
+    return replace(profile, models=tuple(plans))
+
+
 def get_profile(name: str) -> QualityProfile:
     if name not in PROFILES:
         raise UsageError(f"unknown quality profile {name!r}; choose one of {', '.join(PROFILES)}")
@@ -197,7 +214,7 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
     config = replace(profile.train, model=plan.name, dataset=dataset, resolution=profile.resolution,
                      channels=profile.channels, width=width, overrides=overrides,
                      hflip=dataset in profile.hflip_datasets, device=str(dist.device),
-                     out=out_dir / "checkpoints" / f"{dataset}-{plan.name}")
+                     out=out_dir / "checkpoints" / f"{dataset}-{safe_name(plan.name)}")
     cell = f"train/{dataset}/{plan.name}"
     row = {**base, "model": plan.name, "cell": cell, "method": "bench.train",
            "batch_size": config.batch_size}
@@ -218,7 +235,7 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
             store.save()
         log = config.out / "loss.csv"
         if log.is_file():
-            target = out_dir / "training" / f"{dataset}-{plan.name}.csv"
+            target = out_dir / "training" / f"{dataset}-{safe_name(plan.name)}.csv"
             atomic_write_text(target, log.read_text(encoding="utf-8"))
         checkpoint = _relative(result.checkpoint, out_dir)
         store.drop_cells([cell])
@@ -245,17 +262,22 @@ def _untrained(trained_meta: dict[str, Any], seed: int):
     return model.eval(), diffusion
 
 
-def run_quality_profile(name: str, out_dir: Path, *, resume: bool = True) -> Path:
+def run_quality_profile(name: str, out_dir: Path, *, resume: bool = True,
+                        models: list[str] | None = None,
+                        model_args: dict[str, Any] | None = None) -> Path:
     """Run quality profile `name` into `out_dir` and return the results directory (`out_dir`).
 
     Trains every model (resuming from its checkpoints), then sweeps sampling steps and scores
     each set; finished cells of an earlier run are kept unless `resume` is False, which first
-    deletes this profile's outputs in `out_dir`. Works as one process or under torchrun (all ranks
-    call it; rank 0 writes). Bad settings or missing data raise UsageError before any training.
+    deletes this profile's outputs in `out_dir`. `models` (presets or factory references) replace
+    the profile's models (`with_models`). Works as one process or under torchrun (all ranks call
+    it; rank 0 writes). Bad settings or missing data raise UsageError before any training.
     """
     from bench.context import run_context
 
     profile = get_profile(name)
+    if models:
+        profile = with_models(profile, models, model_args)
     out_dir = Path(out_dir)
     reals = {dataset: _load_real(profile, dataset) for dataset in profile.datasets}
     if profile.sweep.extractor == "inception-v3-compat":
@@ -298,7 +320,8 @@ def _run_dataset(profile: QualityProfile, dataset: str, real: Any, sweep: SweepS
         if result is None:
             continue
         model, diffusion, meta = load_for_sampling(result.checkpoint, dist.device)
-        columns = _model_columns(model)
+        columns = {**_model_columns(model),
+                   "config": json.dumps(meta["spec"].get("model_config"), sort_keys=True, default=str)}
         label = _relative(result.checkpoint, out_dir)
         entries.append(SweepEntry(plan.name, model, diffusion, label, sweep.steps, sweep.samplers,
                                   sweep.seeds, extra=columns))

@@ -25,6 +25,7 @@ from bench.quality.features import score_label
 from bench.quality.sweep import REAL_DATA, UNTRAINED, cell_key, grid_file
 from bench.report import render
 from bench.report.data import load_results, ordered_models
+from bench.results import safe_name
 
 QUALITY_METRICS = frozenset({"fid", "kid_mean", "kid_std", "sample_time_s", "time_per_sample_s",
                              "train_loss", "train_steps", "train_time_s", "params"})
@@ -384,8 +385,8 @@ def write_sample_grids(results_dir: Path, table: pd.DataFrame, ok: pd.DataFrame,
             continue
         with np.load(found) as data:
             images = data["images"]
-        name = (f"samples_{row['model']}.png" if len(datasets) == 1
-                else f"samples_{row['model']}_{row['dataset']}.png")
+        name = (f"samples_{safe_name(row['model'])}.png" if len(datasets) == 1
+                else f"samples_{safe_name(row['model'])}_{row['dataset']}.png")
         label = score_label("fid", row["feature_extractor"])
         title = (f"{row['model']} on {row['dataset']}: {row['sampler'].upper()}, "
                  f"{int(row['steps_best'])} steps ({label} {row['best']:.3g})")
