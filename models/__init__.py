@@ -34,7 +34,7 @@ from models.registry import (
     register_family,
     register_preset,
 )
-from models.source import ModelSource, build_stored, model_source
+from models.source import ModelSource, build_stored, in_model_order, is_model_name, model_source
 
 
 def last_nfe(model: nn.Module) -> dict[str, int]:
@@ -73,6 +73,8 @@ __all__ = [
     "Preset",
     "build_stored",
     "family_of",
+    "in_model_order",
+    "is_model_name",
     "model_source",
     "register_family",
     "register_preset",

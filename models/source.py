@@ -172,3 +172,18 @@ def build_stored(stored: Mapping[str, Any]) -> nn.Module:
     from models.registry import build_from_config
 
     return build_from_config(config_from_stored(stored))
+
+
+def is_model_name(text: str) -> bool:
+    """A preset name or a factory reference (whether the factory imports is checked when built)."""
+    from models.registry import available
+
+    return str(text) in available() or is_factory_reference(str(text))
+
+
+def in_model_order(names: list[str]) -> list[str]:
+    """`names` without repeats: presets in registry order, then the user's models as given."""
+    from models.registry import available
+
+    unique = list(dict.fromkeys(names))
+    return [n for n in available() if n in unique] + [n for n in unique if n not in available()]

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model the latency ratios are relative to (default: the baseline's; "
                              "unet for a new baseline)")
     parser.add_argument("--models", default=None, metavar="A,B",
-                        help="check (or, with --update, write) only these models")
+                        help="check (or, with --update, write) only these models: presets or your "
+                             "own as 'package.module:callable' (built with its defaults)")
     parser.add_argument("--update", action="store_true",
                         help="re-measure and rewrite the baseline on purpose, printing what changed")
     parser.add_argument("--skip-latency", action="store_true",
@@ -47,11 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """['cunet:num_filters=17', ...] -> {'cunet': {'num_filters': 17}}."""
+    """['cunet:num_filters=17', 'my_nets:make:width=4'] -> {'cunet': {'num_filters': 17},
+    'my_nets:make': {'width': 4}} (the key follows the last colon before '=')."""
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
-        model, sep, assignment = item.partition(":")
-        key, eq, value = assignment.partition("=")
+        target, eq, value = item.partition("=")
+        model, sep, key = target.rpartition(":")
         if not (sep and eq and model and key and value):
             raise UsageError(f"--override {item!r}: expected MODEL:KEY=VALUE, e.g. cunet:num_filters=17")
         overrides.setdefault(model.strip(), {})[key.strip()] = parse_cli_value(value.strip())

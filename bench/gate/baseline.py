@@ -52,9 +52,9 @@ class Baseline:
 
     @property
     def models(self) -> list[str]:
-        """Models of the baseline in registry order."""
-        present = {model for model, _ in self.values}
-        return [name for name in models.available() if name in present]
+        """Models of the baseline: presets in registry order, then user models (factory
+        references) in file order."""
+        return models.in_model_order([model for model, _ in self.values])
 
 
 def _fail(path: Path, problem: str) -> UsageError:
@@ -120,7 +120,7 @@ def _reference(frame: pd.DataFrame, path: Path) -> str | None:
     if len(units) > 1 or not units[0].startswith(RATIO_UNIT_PREFIX):
         raise _fail(path, f"has latency_ratio units {list(units)}; expected one 'x <model>'")
     reference = units[0][len(RATIO_UNIT_PREFIX):]
-    if reference not in models.available():
+    if not models.is_model_name(reference):
         raise _fail(path, f"has latency ratios relative to unknown model '{reference}'")
     return reference
 
@@ -134,10 +134,11 @@ def load_baseline(path: Path) -> Baseline:
         if not failed.empty:
             first = failed.iloc[0]
             raise _fail(path, f"holds failed measurements (e.g. {first['model']} {first['metric']})")
-    unknown_models = sorted(set(frame["model"].astype(str)) - set(models.available()))
+    unknown_models = sorted(n for n in set(frame["model"].astype(str)) if not models.is_model_name(n))
     if unknown_models:
         raise _fail(path, f"names unknown model(s) {', '.join(unknown_models)} "
-                          f"(available: {', '.join(models.available())})")
+                          f"(available: {', '.join(models.available())}, or a factory "
+                          "'package.module:callable')")
     unknown_metrics = sorted(set(frame["metric"].astype(str)) - set(KNOWN_METRICS))
     if unknown_metrics:
         raise _fail(path, f"names metric(s) the gate does not know: {', '.join(unknown_metrics)} "

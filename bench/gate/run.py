@@ -93,10 +93,12 @@ def validate_tolerance(tolerance_pct: float) -> float:
 
 
 def _known_models(names: tuple[str, ...]) -> list[str]:
-    unknown = [n for n in names if n not in models.available()]
+    """Presets (registry order) and user models (factory references, as given)."""
+    unknown = [n for n in names if not models.is_model_name(n)]
     if unknown:
-        raise UsageError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(models.available())}")
-    return [n for n in models.available() if n in names]
+        raise UsageError(f"unknown model(s) {', '.join(unknown)}; available: "
+                         f"{', '.join(models.available())}, or your own as 'package.module:callable'")
+    return models.in_model_order(list(names))
 
 
 def _measure(spec: MatrixSpec, cells: list[Cell], latency_models: list[str], reference: str,
@@ -197,8 +199,8 @@ def run_check(options: GateOptions) -> CheckResult:
     for model, metric in gated:
         wanted.setdefault(model, set()).add(metric)
     latency_models = [n for n in names if (n, cmp.LATENCY_RATIO) in gated]
-    spec = gate_spec(sorted(set(names) | {reference}, key=models.available().index),
-                     baseline.context, options.overrides)
+    spec = gate_spec(models.in_model_order([*names, reference]), baseline.context,
+                     options.overrides)
     measured = _measure(spec, count_cells(spec, wanted), latency_models, reference, options.plan,
                         baseline.context)
     findings = cmp.compare(gated, measured.values, tolerance=tolerance, errors=measured.errors)
@@ -242,8 +244,7 @@ def run_update(options: GateOptions) -> UpdateResult:
         names = old.models if old else models.available()
     reference = _reference(options, old, update=True)
     context = old.context if old else Context(threads=min(DEFAULT_THREADS, available_threads()))
-    spec = gate_spec(sorted(set(names) | {reference}, key=models.available().index), context,
-                     options.overrides)
+    spec = gate_spec(models.in_model_order([*names, reference]), context, options.overrides)
     cells = count_cells(spec, {name: cmp.COUNT_METRICS for name in names})
     latency_models = [] if options.skip_latency else names
     measured = _measure(spec, cells, latency_models, reference, options.plan, context)
@@ -264,7 +265,7 @@ def run_update(options: GateOptions) -> UpdateResult:
         flags = " ".join(f"--override {m}:{k}={v}" for m, kv in options.overrides.items()
                          for k, v in kv.items())
         notes.append(f"written with overrides; only a check with the same flags ({flags}) matches it")
-    order = models.available()
+    order = models.in_model_order([r["model"] for r in rows])
     rows.sort(key=lambda r: order.index(r["model"]))  # stable: each model's metrics keep their order
     new_values = {(r["model"], r["metric"]): float(r["value"]) for r in rows}
     changes = cmp.baseline_changes(old.values if old else {}, new_values)
