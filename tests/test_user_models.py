@@ -1,6 +1,7 @@
 """A denoiser nobody here wrote, from a module outside the repository, goes through the matrix
-(counts, memory, latency round-robin with a preset, time per sample) by a factory reference; bad
-factories are one line with exit 2."""
+(counts, memory, latency round-robin with a preset, time per sample), `bench check` with a baseline
+holding it, `bench train` and the FID-vs-steps sweep by a factory reference; bad factories are one
+line with exit 2."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ MODULE = textwrap.dedent('''
             return self.out(torch.nn.functional.silu(self.inp(x) + self.time(t)[:, :, None, None]))
 
 
-    def make(width=8):
-        return TinyDenoiser(width)
+    def make(width=8, channels=3):
+        return TinyDenoiser(width, channels)
 
 
     def wrong_shape():
@@ -155,3 +156,65 @@ def test_a_user_factory_profiled(outside: Path) -> None:
     shares = rows[rows["metric"] == "profile_block_pct"]
     assert set(shares["stat"]) == {"inp", "time", "out", "rest"}  # its top-level children
     assert shares["value"].sum() == pytest.approx(100.0, abs=0.01)
+
+
+def test_a_user_model_trained_then_swept(outside: Path) -> None:
+    """`train --model FACTORY` on digits (the factory's `channels` parameter gets 1), its checkpoint
+    rebuilding the user's network, then the smoke profile's 2- and 5-step FID sweep of it."""
+    from bench.train.checkpoints import latest_checkpoint, load_for_sampling
+
+    assert main(["train", "--model", "mynets_mod:make", "--model-arg", "width=4", "--dataset",
+                 "digits", "--steps", "3", "--batch-size", "8", "--no-progress", "--out",
+                 str(outside / "tr")]) == 0
+    model, _, meta = load_for_sampling(latest_checkpoint(outside / "tr"))
+    assert meta["spec"]["model_config"] == {"factory": "mynets_mod:make",
+                                            "kwargs": {"channels": 1, "width": 4}}
+    assert type(model).__name__ == "TinyDenoiser" and model.inp.in_channels == 1
+    assert main(["run", "--profile", "smoke", "--model", "mynets_mod:make", "--model-arg", "width=4",
+                 "--out", str(outside / "q")]) == 0
+    rows = pd.read_csv(outside / "q" / "measurements.csv")
+    fid = rows[(rows["model"] == "mynets_mod:make") & (rows["metric"] == "fid")
+               & (rows["checkpoint"] != "untrained")]
+    assert set(fid["steps"]) == {2, 5} and (fid["status"] == "ok").all()
+    assert set(rows["model"]) <= {"mynets_mod:make", "real-data"}  # the profile's own models left out
+    assert (outside / "q" / "reports" / "samples_mynets_mod_make.png").is_file()
+
+
+def test_run_model_replaces_the_matrix_models(outside: Path) -> None:
+    config = _config(outside, "mynets_mod:make")
+    assert main(["run", "--config", str(config), "--model", "mynets_mod:make", "--model-arg",
+                 "width=5", "--out", str(outside / "out"), "--no-progress"]) == 0
+    rows = pd.read_csv(outside / "out" / "measurements.csv")
+    assert set(rows["model"]) == {"mynets_mod:make"}
+    params = rows[rows["metric"] == "params"]["value"].iloc[0]
+    assert params == 3 * 5 * 9 + 5 + 1000 * 5 + 5 * 3 * 9 + 3
+
+
+def test_check_with_a_user_model_in_the_baseline(outside: Path, capsys) -> None:
+    baseline = str(outside / "baseline.csv")
+    common = ["--baseline", baseline, "--override", "unet:width=8", "--rounds", "2"]
+    assert main(["check", "--update", "--models", "unet,mynets_mod:make", *common]) == 0
+    stored = pd.read_csv(baseline)
+    assert set(stored["model"]) == {"unet", "mynets_mod:make"}
+    assert main(["check", "--skip-latency", *common]) == 0
+    capsys.readouterr()
+    # the user's model changed (another width): its counts no longer match, the gate says so
+    assert main(["check", "--skip-latency", *common, "--override", "mynets_mod:make:width=9"]) == 1
+    out = capsys.readouterr().out
+    assert "mynets_mod:make" in out and "params" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--model", "mynets_mod:wrong_shape", "--steps", "1", "--channels", "3"],
+    ["train", "--model", "mynets_mod:wrong_shape", "--steps", "1"],  # fits 1 channel, no weights
+    ["train", "--model", "no_such_module:make", "--steps", "1"],
+    ["run", "--profile", "smoke", "--model", "mynets_mod:raises"],
+    ["run", "--profile", "smoke", "--model", "nonsense"],
+    ["check", "--models", "nonsense", "--skip-latency"],
+])
+def test_bad_models_on_the_command_line_are_one_line(outside: Path, capsys, argv: list[str]) -> None:
+    assert main([*argv, "--out" if argv[0] != "check" else "--baseline",
+                 str(outside / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert not (outside / "o").exists() or not any((outside / "o").iterdir())  # nothing written

@@ -95,6 +95,8 @@ def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
 
     torch.manual_seed(config.seed)
     model = config.model_source(channels).build()
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UsageError(f"{config.model} has no trainable parameters; nothing to train")
     diffusion = GaussianDiffusion(schedule=config.schedule, timesteps=config.timesteps,
                                   prediction=config.prediction)
     model.to(dist.device)
