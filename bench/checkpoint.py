@@ -28,10 +28,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bench.errors import UsageError
+from bench.units import MIB
 
 FORMAT = "beyond-u-bench/1"
 KEYS = ("format", "model", "schedule", "ema", "optimizer", "step", "meta")
-MIB = 2**20
 
 
 def make_ema(model: nn.Module, decay: float = 0.9999) -> AveragedModel:
@@ -134,16 +134,17 @@ def checkpoint_mib(
     `diffusion` is given), Adam(lr, betas=(0.9, 0.99)) over the parameters and the EMA; takes one
     step of the DDPM loss on a random batch of 1 of shape (C, H, W); saves; returns the file size.
     """
-    from bench.measure.workload import build_diffusion, check_shape, make_adam, training_step
+    from bench.measure.train_step import make_optimizer, train_step
+    from bench.measure.workload import build_diffusion, check_shape
 
     c, h, w = check_shape(shape)
     work = copy.deepcopy(model).cpu()
     diffusion = build_diffusion(schedule, prediction) if diffusion is None else diffusion
-    optimizer = make_adam(work, lr)
+    optimizer = make_optimizer(work, lr)
     ema = make_ema(work, ema_decay)
     generator = torch.Generator().manual_seed(seed)
     x0 = torch.randn(1, c, h, w, generator=generator)
-    training_step(work, diffusion, optimizer, x0, generator=generator)
+    train_step(work, diffusion, optimizer, x0, generator=generator)
     ema.update_parameters(work)
     with tempfile.TemporaryDirectory(prefix="ckpt-mib-") as folder:
         path = save_checkpoint(

@@ -11,11 +11,11 @@ import models
 from bench.checkpoint import load_checkpoint
 from bench.cli import main
 from bench.errors import UsageError
+from bench.measure.train_step import make_optimizer, train_step
 from bench.train import TrainConfig, TrainingDiverged, load_for_sampling, train
 from bench.train.checkpoints import list_checkpoints
 from bench.train.data import StepBatches
 from bench.train.losslog import read_loss_log
-from bench.train.step import make_optimizer, train_step
 from models.diffusion import GaussianDiffusion
 
 TINY_UNET = {"width": 8, "attn_heads": 1, "attn_dim_head": 8}

@@ -13,12 +13,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-COUNT_METRICS: tuple[str, ...] = (
-    "params", "macs_thop", "macs_fvcore", "flops_torch", "nfe", "checkpoint_mib",
-)
-"""Deterministic metrics the gate checks, in report order."""
+from bench.matrix.metrics import GATE_EXACT, METRIC_REGISTRY
 
-RELATIVE_SLACK: dict[str, float] = {"checkpoint_mib": 0.001}
+COUNT_METRICS: tuple[str, ...] = tuple(m.name for m in METRIC_REGISTRY if m.gate == GATE_EXACT)
+"""Deterministic metrics the gate checks, in report order (the registry's exact-gated metrics)."""
+
+RELATIVE_SLACK: dict[str, float] = {m.name: m.gate_slack for m in METRIC_REGISTRY if m.gate_slack}
 """Counts that may move by this fraction: a checkpoint's size includes torch.save's zip container
 and pickled metadata, which can differ by a few bytes with nothing about the model changed."""
 

@@ -12,28 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.matrix.metrics import GROUP_OF, GROUPS, METRIC_OF, unvaried_axes
 from bench.matrix.spec import MatrixSpec
+from bench.measure.train_step import AMP_DEVICES
 
 PAPER_RESOLUTION = 64
-# Metrics measured together in one cell (they come from the same work).
-GROUPS: dict[str, tuple[str, ...]] = {
-    "params": ("params", "params_trainable", "param_mib"),
-    "macs_thop": ("macs_thop",),
-    "macs_fvcore": ("macs_fvcore",),
-    "flops_torch": ("flops_torch",),
-    "nfe": ("nfe",),
-    "checkpoint_mib": ("checkpoint_mib",),
-    "peak_infer_mib": ("peak_infer_mib",),
-    "peak_train_mib": ("peak_train_mib",),
-    "latency_ms": ("latency_ms",),
-    "sample_time_s": ("sample_time_s",),
-    "peak_gflops": ("peak_gflops",),
-    "profile": ("profile",),
-}
-MODE_GROUPS = ("latency_ms", "sample_time_s", "profile")
-"""Groups measured per execution mode; every other group is mode-independent (counts, sizes) or
-measured in eager mode only (memory), which the run's notes say when other modes are asked for."""
-GROUP_OF = {metric: group for group, metrics in GROUPS.items() for metric in metrics}
+MODE_GROUPS = tuple(name for name, metric in METRIC_OF.items() if "mode" in metric.axes)
+"""Groups measured per execution mode; the others say so in the run's notes (`unvaried_axes`)."""
+__all__ = ["GROUPS", "GROUP_OF", "MODE_GROUPS", "Cell", "expand"]
 
 
 @dataclass(frozen=True)
@@ -74,11 +60,14 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
     groups = [g for g in GROUPS if any(m in spec.metrics for m in GROUPS[g])]
     devices = [d for d in spec.devices if d != "cuda" or cuda_available()]
     notes = [] if devices == spec.devices else ["cuda requested but not available: CUDA cells skipped"]
-    if spec.modes != ["eager"]:
-        eager_only = [g for g in groups if g in ("peak_infer_mib", "peak_train_mib")]
-        if eager_only:
-            notes.append(f"{', '.join(eager_only)} measured in eager mode only (modes {spec.modes} "
-                         "apply to latency_ms and sample_time_s)")
+    notes += unvaried_axes(spec.metrics, asked_axes(spec))
+    if "peak_train_mib" in spec.metrics:
+        skipped = sorted({f"{t} on {d}" for d in devices for t in spec.dtypes
+                          if not _memory_measurable("peak_train_mib", d, t)})
+        if skipped:
+            notes.append(f"peak_train_mib not measured for {', '.join(skipped)}: training there runs "
+                         f"in float32 (bench train's bf16 autocast is used on "
+                         f"{', '.join(AMP_DEVICES)} only)")
     count_resolutions = spec.resolutions
     cells: list[Cell] = []
     for group in groups:
@@ -105,8 +94,9 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                 cells += [Cell(group, metrics, model, resolution=r, batch_size=1)
                           for r in count_resolutions]
             elif group in ("peak_infer_mib", "peak_train_mib"):
-                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b)
-                          for d in devices for r in spec.resolutions for b in spec.batch_sizes]
+                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t)
+                          for d in devices for t in spec.dtypes for r in spec.resolutions
+                          for b in spec.batch_sizes if _memory_measurable(group, d, t)]
             elif group == "profile":
                 cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t,
                                modes=(m,))
@@ -119,6 +109,19 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                           for d in devices for t in spec.dtypes for m in spec.modes_for(model)
                           for s in steps]
     return cells, notes
+
+
+def _memory_measurable(group: str, device: str, dtype: str) -> bool:
+    return not (group == "peak_train_mib" and dtype != "float32" and device not in AMP_DEVICES)
+
+
+def asked_axes(spec: MatrixSpec) -> dict[str, list]:
+    """The axes this matrix varies beyond a single default value (what a metric may ignore)."""
+    asked = {"device": spec.devices, "dtype": spec.dtypes, "resolution": spec.resolutions,
+             "batch": spec.batch_sizes, "mode": spec.modes}
+    defaults = {"device": ["cpu"], "dtype": ["float32"], "mode": ["eager"]}
+    return {axis: values for axis, values in asked.items()
+            if len(values) > 1 or values != defaults.get(axis, values)}
 
 
 def _reports_nfe(spec: MatrixSpec, model: str) -> bool:

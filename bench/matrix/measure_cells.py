@@ -13,6 +13,7 @@ import torch
 from bench.checkpoint import checkpoint_mib
 from bench.errors import failure_reason
 from bench.matrix.cells import Cell
+from bench.matrix.metrics import METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import compute, interleaved, machine, memory, modes, params, profiling, sampling
 from bench.measure.allocator import steady_allocator
@@ -136,6 +137,7 @@ def _memory(spec: MatrixSpec, cell: Cell, mode: str, metric: str) -> list[Row]:
     peak = memory.peak_memory(
         source.name, overrides=source.arguments, device=cell.device, factory=source.factory,
         shape=_shape(spec, cell), batch=cell.batch_size, mode=mode, threads=spec.threads,
+        dtype=cell.dtype,
     )
     method = peak.method + (" (lower bound)" if peak.lower_bound else "")
     return [_row(cell, metric, peak.peak_mib, counter="memory", method=method)]
@@ -284,16 +286,6 @@ def measure_profile(spec: MatrixSpec, cell: Cell) -> list[Row]:
 
 
 MEASURERS: dict[str, Callable[[MatrixSpec, Cell], list[Row]]] = {
-    "params": measure_params,
-    "macs_thop": measure_thop,
-    "macs_fvcore": measure_fvcore,
-    "flops_torch": measure_flop_counter,
-    "nfe": measure_nfe,
-    "checkpoint_mib": measure_checkpoint,
-    "peak_infer_mib": measure_peak_infer,
-    "peak_train_mib": measure_peak_train,
-    "latency_ms": measure_latency,
-    "sample_time_s": measure_sample_time,
-    "peak_gflops": measure_peak_gflops,
-    "profile": measure_profile,
+    metric.name: metric.measurer() for metric in METRIC_REGISTRY
 }
+"""Cell group -> its measuring function: a view of the metric registry (`bench.matrix.metrics`)."""

@@ -21,6 +21,7 @@ from bench.context import run_context
 from bench.errors import UsageError, failure_reason
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
 from bench.matrix.measure_cells import MEASURERS, model_config, solver_of
+from bench.matrix.metrics import METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
 from bench.results import MeasurementStore, atomic_write_text, ensure_writable_dir
@@ -56,7 +57,7 @@ def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:
     return None
 
 
-TIMING_GROUPS = ("latency_ms", "sample_time_s", "peak_gflops", "profile")
+TIMING_GROUPS = tuple(metric.name for metric in METRIC_REGISTRY if metric.timing)
 """Groups whose numbers are times: on a CPU, ranks of one machine share its cores."""
 
 

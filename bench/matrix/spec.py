@@ -14,6 +14,7 @@ import torch
 
 import models
 from bench.errors import UsageError
+from bench.matrix.metrics import UNITS
 from bench.measure.interleaved import InterleavePlan
 from bench.measure.modes import check_modes
 from models.diffusion.samplers import SAMPLERS
@@ -23,23 +24,7 @@ from models.source import ModelSource, model_source
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where", "where-gpu", "peers")
 
-METRICS: dict[str, str] = {
-    "params": "count",
-    "params_trainable": "count",
-    "param_mib": "MiB",
-    "macs_thop": "MACs",
-    "macs_fvcore": "MACs",
-    "flops_torch": "FLOPs",
-    "nfe": "evaluations",
-    "checkpoint_mib": "MiB",
-    "peak_infer_mib": "MiB",
-    "peak_train_mib": "MiB",
-    "latency_ms": "ms",
-    "sample_time_s": "s",
-    "peak_gflops": "GFLOP/s",
-    "compile_s": "s",
-    "profile": "ms",
-}
+METRICS: dict[str, str] = UNITS
 """Every metric the matrix can measure, with its unit."""
 
 MATRIX_KEYS = {"models", "resolutions", "batch_sizes", "devices", "dtypes", "metrics", "seed",

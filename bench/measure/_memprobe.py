@@ -77,12 +77,9 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     import psutil
     import torch
 
-    from bench.measure.workload import (
-        build_diffusion,
-        denoiser_inputs,
-        make_adam,
-        training_step,
-    )
+    import bench.measure.train_step  # noqa: F401 - imported before the baseline, not inside the work
+    from bench.measure.memory import _do_work
+    from bench.measure.workload import build_diffusion, denoiser_inputs
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
@@ -97,13 +94,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     model = build(**dict(spec.get("overrides") or {}))
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     weights += sum(b.numel() * b.element_size() for b in model.buffers())
-    if train:
-        optimizer = make_adam(model, float(spec["lr"]))
-        training_step(model, diffusion, optimizer, x)
-    else:
-        model.eval()
-        with torch.inference_mode():
-            model(x, t)
+    _do_work(model, spec["mode"], x, t, diffusion, float(spec["lr"]), spec.get("dtype", "float32"))
     return {
         "ok": True,
         "baseline_bytes": baseline,

@@ -40,11 +40,9 @@ from bench.measure.workload import (
     check_positive,
     check_shape,
     denoiser_inputs,
-    make_adam,
-    training_step,
 )
+from bench.units import MIB
 
-MIB = 2**20
 Mode = Literal["inference", "train"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,14 +87,19 @@ def peak_memory(
     lr: float = 2e-4,
     timeout_s: float = 600.0,
     factory: str | None = None,
+    dtype: str = "float32",
 ) -> MemoryPeak:
     """Peak memory of preset `name` (or of a user's `factory` called with `overrides`): fresh CPU
-    subprocess on "cpu", allocator peak on CUDA."""
+    subprocess on "cpu", allocator peak on CUDA. `dtype` bfloat16: inference with the weights and
+    input in bfloat16; training as `bench train` runs it (float32 weights, bf16 autocast), which
+    exists on CUDA only (`check_memory_dtype`)."""
+    check_memory_dtype(device, mode, dtype)
     dev = check_device(device)
     if dev.type == "cpu":
         return peak_memory_subprocess(
             name, overrides=overrides, shape=shape, batch=batch, mode=mode, threads=threads,
             schedule=schedule, prediction=prediction, lr=lr, timeout_s=timeout_s, factory=factory,
+            dtype=dtype,
         )
     import models
     from models.factory import build_factory_model
@@ -105,8 +108,22 @@ def peak_memory(
              else models.build(name, **dict(overrides or {})))
     return peak_memory_cuda(
         model, shape=shape, batch=batch, mode=mode, device=str(dev),
-        schedule=schedule, prediction=prediction, lr=lr,
+        schedule=schedule, prediction=prediction, lr=lr, dtype=dtype,
     )
+
+
+def check_memory_dtype(device: str, mode: str, dtype: str) -> None:
+    """UsageError for a dtype the memory measurement cannot honour: training on a CPU runs float32
+    whatever is asked (`bench.measure.train_step.AMP_DEVICES`), so its bfloat16 peak would be a
+    float32 peak under another name."""
+    from bench.measure.train_step import AMP_DEVICES
+
+    if dtype not in ("float32", "bfloat16"):
+        raise UsageError(f"memory dtype must be float32 or bfloat16, got {dtype!r}")
+    kind = str(device).split(":")[0]
+    if mode == "train" and dtype != "float32" and kind not in AMP_DEVICES:
+        raise UsageError(f"{dtype} training memory is not measured on {kind}: training there runs "
+                         f"in float32 (bf16 autocast is used on {', '.join(AMP_DEVICES)} only)")
 
 
 def peak_memory_subprocess(
@@ -122,6 +139,7 @@ def peak_memory_subprocess(
     lr: float = 2e-4,
     timeout_s: float = 600.0,
     factory: str | None = None,
+    dtype: str = "float32",
 ) -> MemoryPeak:
     """CPU peak in a fresh process (method "cpu-subprocess-rss").
 
@@ -139,6 +157,7 @@ def peak_memory_subprocess(
         "prediction": prediction,
         "lr": float(lr),
         "factory": factory,
+        "dtype": dtype,
     }
     try:
         payload = json.dumps(spec)
@@ -210,6 +229,7 @@ def peak_memory_cuda(
     prediction: str = "v",
     lr: float = 2e-4,
     diffusion: nn.Module | None = None,
+    dtype: str = "float32",
 ) -> MemoryPeak:
     """CUDA allocator peak of the work on a device copy of `model` (method "cuda-max-allocated")."""
     dev = check_device(device)
@@ -225,7 +245,7 @@ def peak_memory_cuda(
     baseline = torch.cuda.memory_allocated(dev)
     torch.cuda.reset_peak_memory_stats(dev)
     work = copy.deepcopy(model).to(dev)
-    _do_work(work, mode, x, t, diffusion, lr)
+    _do_work(work, mode, x, t, diffusion, lr, dtype)
     torch.cuda.synchronize(dev)
     peak = torch.cuda.max_memory_allocated(dev) - baseline
     result = MemoryPeak(
@@ -296,12 +316,20 @@ def _do_work(
     t: torch.Tensor,
     diffusion: Any,
     lr: float,
+    dtype: str = "float32",
 ) -> None:
+    """The measured work: one inference call (weights and input in `dtype`), or one step of
+    `bench train` (float32 weights; bfloat16 = its autocast)."""
+    from bench.measure.train_step import make_optimizer, train_step
+
     if mode == "train":
-        optimizer = make_adam(model, lr)
-        training_step(model, diffusion, optimizer, x)
+        optimizer = make_optimizer(model, lr)
+        train_step(model, diffusion, optimizer, x, amp=dtype == "bfloat16")
     else:
         model.eval()
+        if dtype != "float32":
+            model.to(getattr(torch, dtype))
+            x = x.to(getattr(torch, dtype))
         with torch.inference_mode():
             model(x, t)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-MIB = 2**20
+from bench.units import MIB
 
 
 @dataclass(frozen=True)

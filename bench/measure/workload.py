@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from bench.errors import UsageError
 
-ADAM_BETAS = (0.9, 0.99)
 """Adam betas of the authors' training recipe (PAPER.md section 4)."""
 
 
@@ -77,32 +75,6 @@ def build_diffusion(schedule: str = "sigmoid", prediction: str = "v") -> nn.Modu
     from models.diffusion import GaussianDiffusion
 
     return GaussianDiffusion(schedule=schedule, prediction=prediction)
-
-
-def make_adam(model: nn.Module, lr: float = 2e-4) -> torch.optim.Adam:
-    """Adam over `model.parameters()` with the paper's betas (0.9, 0.99)."""
-    if not lr > 0:
-        raise UsageError(f"learning rate must be positive, got {lr!r}")
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=ADAM_BETAS)
-
-
-def training_step(
-    model: nn.Module,
-    diffusion: Any,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> float:
-    """One DDPM training step: loss = diffusion.training_loss, backward, optimizer step.
-
-    Gradients are released afterwards (`zero_grad(set_to_none=True)`); returns the loss value.
-    """
-    model.train()
-    loss = diffusion.training_loss(model, x0, generator=generator)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
 
 
 @contextlib.contextmanager

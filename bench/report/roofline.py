@@ -19,6 +19,7 @@ import pandas as pd
 from bench.report import render
 from bench.report.data import Results, is_number, ordered_models, pick, where
 from bench.report.modes import MODE_ORDER, _modes_frame
+from bench.units import MIB
 
 COLUMNS = ["device", "dtype", "mode", "model", "batch_size", "resolution", "flops", "bytes",
            "intensity", "achieved_gflops", "peak_gflops", "bandwidth_gbs"]
@@ -41,7 +42,7 @@ def roofline_data(results: Results) -> pd.DataFrame:
         batch = row["batch_size"] if is_number(row["batch_size"]) else 1.0
         flops1 = _value(frame, "flops_torch", row["model"], resolution)
         bytes1 = _value(frame, "bytes_moved", row["model"], resolution)
-        weights = _value(frame, "param_mib", row["model"], resolution) * 2**20
+        weights = _value(frame, "param_mib", row["model"], resolution) * MIB
         if not (is_number(flops1) and is_number(bytes1)) or row["value"] <= 0:
             continue
         moved = weights + batch * (bytes1 - weights) if is_number(weights) else batch * bytes1

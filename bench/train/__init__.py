@@ -5,11 +5,11 @@ paper's betas, EMA, gradient clipping, bf16 autocast on CUDA, checkpoints in `be
 format with exact resume (batches and noise are functions of seed, step and rank).
 """
 
+from bench.measure.train_step import TrainingDiverged, make_optimizer, train_step
 from bench.train.checkpoints import latest_checkpoint, load_for_sampling
 from bench.train.config import TrainConfig
 from bench.train.distributed import DistContext, init_distributed
 from bench.train.loop import TrainResult, train
-from bench.train.step import TrainingDiverged, make_optimizer, train_step
 
 __all__ = [
     "DistContext",

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from bench.checkpoint import make_ema, save_checkpoint
 from bench.errors import UsageError
+from bench.measure.train_step import TrainingDiverged, make_optimizer, step_generator, train_step
 from bench.train import losslog
 from bench.train.checkpoints import (
     check_same_run,
@@ -24,7 +25,6 @@ from bench.train.checkpoints import (
 from bench.train.config import TrainConfig, validate
 from bench.train.data import StepBatches, maybe_in_memory, step_loader
 from bench.train.distributed import DistContext, init_distributed
-from bench.train.step import TrainingDiverged, make_optimizer, step_generator, train_step
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""One optimisation step of the DDPM objective, and the divergence check around it."""
+"""One optimisation step of the DDPM objective, and the divergence check around it.
+
+The one step and optimizer of the suite: `bench train` runs it, and the training-memory and
+checkpoint-size metrics measure it, so what is measured is what training does."""
 
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ class StepResult:
     """Total gradient norm before clipping."""
 
 
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Adam:
+def make_optimizer(model: nn.Module, lr: float = 2e-4) -> torch.optim.Adam:
     """Adam with the paper's betas over the trainable parameters."""
+    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning rate must be a positive number, got {lr!r}")
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr,
                             betas=ADAM_BETAS)
 
@@ -41,9 +46,14 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(mixed % (2**63 - 1))
 
 
+AMP_DEVICES = ("cuda",)
+"""Where `amp` turns on bf16 autocast; on the CPU training stays float32 (bf16 CPU kernels are
+slow there), so a CPU bfloat16 training measurement would be a float32 one under another name."""
+
+
 def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when `amp`; nothing on the CPU (bf16 CPU kernels are slow there)."""
-    if amp and device.type == "cuda":
+    """bf16 autocast on CUDA when `amp`; nothing on the CPU (see AMP_DEVICES)."""
+    if amp and device.type in AMP_DEVICES:
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

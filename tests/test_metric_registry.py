@@ -1,0 +1,57 @@
+"""The metric registry is the one declaration of every metric: the matrix's metric names and units,
+its cells, its measuring dispatch and the gate are views of it; an axis a metric does not vary over
+is said, and bfloat16 memory is measured (or its absence stated), never silently float32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bench.cli import main
+from bench.gate import compare
+from bench.matrix import cells, measure_cells, spec
+from bench.matrix.metrics import GATE_EXACT, METRIC_REGISTRY, UNITS, unvaried_axes
+
+
+def test_every_view_comes_from_the_registry() -> None:
+    names = [name for metric in METRIC_REGISTRY for name in metric.metrics]
+    assert len(names) == len(set(names))
+    assert set(spec.METRICS) == set(names) | {"compile_s"} and spec.METRICS is UNITS
+    assert cells.GROUPS == {m.name: m.metrics for m in METRIC_REGISTRY}
+    for metric in METRIC_REGISTRY:
+        assert measure_cells.MEASURERS[metric.name] is metric.measurer()
+        assert callable(metric.measurer())
+    assert compare.COUNT_METRICS == tuple(m.name for m in METRIC_REGISTRY if m.gate == GATE_EXACT)
+    assert compare.RELATIVE_SLACK == {"checkpoint_mib": 0.001}
+
+
+def test_an_unvaried_axis_is_named_with_its_reason() -> None:
+    lines = unvaried_axes(["params", "peak_infer_mib"], {"dtype": ["float32", "bfloat16"]})
+    assert len(lines) == 1 and "params: a count" in lines[0] and "peak_infer_mib" not in lines[0]
+    assert unvaried_axes(["peak_infer_mib"], {"dtype": ["bfloat16"]}) == []
+
+
+def test_bfloat16_memory_rows_on_cpu(tmp_path: Path) -> None:
+    config = tmp_path / "bf16.toml"
+    config.write_text('''
+[matrix]
+models = ["cunet-noattn-nores"]
+resolutions = [32]
+dtypes = ["float32", "bfloat16"]
+metrics = ["params", "peak_infer_mib", "peak_train_mib"]
+threads = 1
+[overrides]
+cunet-noattn-nores = { width = 4 }
+''')
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    rows = pd.read_csv(out / "measurements.csv")
+    infer = rows[rows["metric"] == "peak_infer_mib"]
+    assert set(infer["dtype"]) == {"float32", "bfloat16"} and (infer["status"] == "ok").all()
+    train = rows[rows["metric"] == "peak_train_mib"]
+    assert set(train["dtype"]) == {"float32"}  # bf16 training runs only on CUDA: stated, not faked
+    notes = json.loads((out / "environment.json").read_text())["notes"]
+    assert any("params: a count: the same at every dtype" in n for n in notes)
+    assert any(n.startswith("peak_train_mib not measured for bfloat16 on cpu") for n in notes)
