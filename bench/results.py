@@ -31,6 +31,10 @@ COLUMNS = [
 
 MEASUREMENTS = "measurements.csv"
 
+SWEEP_WALL_PER_IMAGE = "sweep_wall_per_image_s"
+"""The quality sweep's wall time of generating its n images (in batches) divided by n: not the
+matrix's `sample_time_s` (time per sample at [sampling] batch), so it has its own name."""
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old or the new file, never half of one."""

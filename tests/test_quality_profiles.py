@@ -50,7 +50,7 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     assert set(trained["n"]) == {sweep.n}
     assert len(fid[fid["checkpoint"] == "untrained"]) == len(profile.models)
     assert len(fid[fid["model"] == "real-data"]) == len(sweep.seeds)
-    for metric in ("kid_mean", "kid_std", "sample_time_s", "time_per_sample_s", "train_loss"):
+    for metric in ("kid_mean", "kid_std", "sweep_wall_per_image_s", "time_per_sample_s", "train_loss"):
         assert (frame["metric"] == metric).any(), metric
     assert (results / "environment.json").is_file()
     assert sorted(p.name for p in (results / "training").iterdir()) == [

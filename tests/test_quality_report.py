@@ -142,3 +142,17 @@ def test_reports_need_quality_measurements(tmp_path):
                                      "unit": "count", "status": "ok"}])
     with pytest.raises(UsageError, match="no quality measurements"):
         write_quality_reports(tmp_path, tmp_path / "reports")
+
+
+def test_old_sweep_wall_time_rows_are_read_under_their_own_name(tmp_path) -> None:
+    """Sweeps before the rename wrote wall time / n as `sample_time_s` (stat wall_per_sample); read
+    back they are `sweep_wall_per_image_s`, never mixed with the matrix's time per sample."""
+    import pandas as pd
+
+    from bench.report.data import normalise
+
+    frame = pd.DataFrame([
+        {"model": "unet", "metric": "sample_time_s", "value": 0.02, "stat": "wall_per_sample"},
+        {"model": "unet", "metric": "sample_time_s", "value": 0.30, "stat": "median"},
+    ])
+    assert list(normalise(frame)["metric"]) == ["sweep_wall_per_image_s", "sample_time_s"]

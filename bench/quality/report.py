@@ -25,9 +25,9 @@ from bench.quality.features import score_label
 from bench.quality.sweep import REAL_DATA, UNTRAINED, cell_key, grid_file
 from bench.report import render
 from bench.report.data import load_results, ordered_models
-from bench.results import safe_name
+from bench.results import SWEEP_WALL_PER_IMAGE, safe_name
 
-QUALITY_METRICS = frozenset({"fid", "kid_mean", "kid_std", "sample_time_s", "time_per_sample_s",
+QUALITY_METRICS = frozenset({"fid", "kid_mean", "kid_std", SWEEP_WALL_PER_IMAGE, "time_per_sample_s",
                              "train_loss", "train_steps", "train_time_s", "params"})
 """Every metric a quality profile writes (a results dir with `fid` rows is a quality dir)."""
 

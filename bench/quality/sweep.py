@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
+from bench.results import SWEEP_WALL_PER_IMAGE
 from bench.train.distributed import DistContext
 
 UNTRAINED = "untrained"
@@ -254,7 +255,7 @@ def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                             "seed": seed, "n": settings.n, "feature_extractor": settings.extractor,
                             "cell": cell}
                     rows = _score(images, ctx, settings, seed, base)
-                    rows.append({**base, "metric": "sample_time_s", "value": wall / settings.n,
+                    rows.append({**base, "metric": SWEEP_WALL_PER_IMAGE, "value": wall / settings.n,
                                  "unit": "s", "stat": "wall_per_sample",
                                  "method": f"sweep batch of {settings.chunk} x "
                                            f"{ctx.dist.world_size} rank(s)",

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.results import COLUMNS, MEASUREMENTS, csv_line, read_measurements
+from bench.results import COLUMNS, MEASUREMENTS, SWEEP_WALL_PER_IMAGE, csv_line, read_measurements
 
 ENVIRONMENT = "environment.json"
 
@@ -121,8 +121,16 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = raw.map(_text).astype(object)
     out["stat"] = out["stat"].where(out["stat"] != "", "value")
     out["status"] = out["status"].str.lower().where(out["status"] != "", "ok")
+    out["metric"] = migrate_metric_names(out["metric"], out["stat"])
     out["order"] = range(len(out))
     return out
+
+
+def migrate_metric_names(metric: pd.Series, stat: pd.Series) -> pd.Series:
+    """Names of older CSVs in today's terms: sweeps before the rename wrote their wall time per
+    image as `sample_time_s` (stat `wall_per_sample`), which would mix with the matrix's metric."""
+    old_sweep = (metric == "sample_time_s") & (stat == "wall_per_sample")
+    return metric.where(~old_sweep, SWEEP_WALL_PER_IMAGE)
 
 
 def _text(value: object) -> str:
