@@ -66,15 +66,14 @@ def score_curves(ok: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
 
 
 def _paper_row(dataset: str, model: str) -> pd.Series | None:
-    from bench.paper_data import table1
-    from models.registry import PRESETS
+    from bench.paper_data import figure4, table1
 
     paper_dataset = PAPER_DATASETS.get(dataset)
-    preset = PRESETS.get(model)
-    if paper_dataset is None or preset is None or preset.paper_label is None:
+    labels = dict(zip(figure4()["model"], figure4()["paper_label"], strict=True))  # "U-Net", "cU-Net"
+    if paper_dataset is None or model not in labels:
         return None
     paper = table1()
-    match = paper[(paper["dataset"] == paper_dataset) & (paper["backbone"] == preset.paper_label)]
+    match = paper[(paper["dataset"] == paper_dataset) & (paper["backbone"] == labels[model])]
     return None if match.empty else match.iloc[0]
 
 

@@ -75,6 +75,8 @@ class Table2:
     """(model, metric) -> error, for measurements at 1x3x64x64 that failed."""
     used: pd.DataFrame
     """The rows the table was drawn from (for the context line)."""
+    continuous: frozenset[str] = frozenset()
+    """Models solved as ODEs (their rows say so): NFE applies to them only."""
 
 
 def table2_data(results: Results) -> Table2:
@@ -119,17 +121,18 @@ def table2_data(results: Results) -> Table2:
                 failed[(model, "peak_infer_mib")] = error
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    return Table2(frame, failed, pd.DataFrame(used) if used else results.ok.iloc[0:0])
+    continuous = frozenset(m for m in models if _is_continuous(results, m))
+    return Table2(frame, failed, pd.DataFrame(used) if used else results.ok.iloc[0:0], continuous)
 
 
-def _is_continuous(model: str) -> bool:
-    """True for presets whose blocks are ODEs (unknown names count as continuous: 'not measured')."""
-    import models
-
-    try:
-        return not isinstance(models.preset_config(model), models.UNetConfig)
-    except ValueError:
+def _is_continuous(results: Results, model: str) -> bool:
+    """Whether the model's rows say it is solved as ODEs (a `solver` or an `nfe` row); a model
+    without rows counts as continuous, so its NFE reads 'not measured' rather than 'none'."""
+    rows = pd.concat([results.ok, results.failed])
+    rows = rows[rows["model"] == model]
+    if rows.empty:
         return True
+    return bool((rows["solver"] != "").any() or (rows["metric"] == "nfe").any())
 
 
 def _cells(table: Table2, blank: str) -> tuple[list[str], list[list[str]]]:
@@ -145,7 +148,7 @@ def _cells(table: Table2, blank: str) -> tuple[list[str], list[list[str]]]:
                     text = blank
                 elif (model, column.metric) in table.failed:
                     text = FAILED
-                elif column.metric == "nfe" and not _is_continuous(model):
+                elif column.metric == "nfe" and model not in table.continuous:
                     text = "n/a (no ODE)"
                 else:
                     text = NOT_MEASURED
