@@ -55,3 +55,32 @@ cunet-noattn-nores = { width = 4 }
     notes = json.loads((out / "environment.json").read_text())["notes"]
     assert any("params: a count: the same at every dtype" in n for n in notes)
     assert any(n.startswith("peak_train_mib not measured for bfloat16 on cpu") for n in notes)
+
+
+def measure_weight_norm(spec, cell):  # a metric nobody here wrote: the sum of |weights|
+    net = measure_cells.build_model(spec, cell.model)
+    return [{"metric": "weight_l1", "value": float(sum(p.detach().abs().sum() for p in net.parameters())),
+             "unit": "sum", "stat": "value", "status": "ok"}]
+
+
+def test_a_new_metric_is_one_function_and_one_registry_line(tmp_path: Path) -> None:
+    from bench.matrix import metrics
+
+    saved = ([*metrics.METRIC_REGISTRY], dict(metrics.UNITS), dict(metrics.GROUPS),
+             dict(metrics.GROUP_OF), dict(metrics.METRIC_OF))
+    try:
+        metrics.register_metric(metrics.Metric("weight_l1", "sum",
+                                                f"{__name__}:measure_weight_norm", axes=("dtype",)))
+        config = tmp_path / "m.toml"
+        config.write_text('[matrix]\nmodels = ["cunet-noattn-nores"]\nresolutions = [32]\n'
+                          'metrics = ["weight_l1"]\nthreads = 1\n'
+                          '[overrides]\ncunet-noattn-nores = { width = 4 }\n')
+        assert main(["run", "--config", str(config), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+        rows = pd.read_csv(tmp_path / "o" / "measurements.csv")
+        assert list(rows["metric"]) == ["weight_l1"] and rows["value"].iloc[0] > 0
+    finally:
+        metrics.METRIC_REGISTRY[:] = saved[0]
+        for view, old in zip((metrics.UNITS, metrics.GROUPS, metrics.GROUP_OF, metrics.METRIC_OF),
+                             saved[1:], strict=True):
+            view.clear()
+            view.update(old)

@@ -108,7 +108,23 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                                batch_size=spec.sampling.batch, steps=s, dtype=t, modes=(m,))
                           for d in devices for t in spec.dtypes for m in spec.modes_for(model)
                           for s in steps]
+            else:  # a metric added to the registry: one cell per value of each axis it declares
+                cells += _declared_cells(spec, METRIC_OF[group], metrics, model, devices)
     return cells, notes
+
+
+def _declared_cells(spec: MatrixSpec, metric, metrics: tuple[str, ...], model: str,
+                    devices: list[str]) -> list[Cell]:
+    """Cells of a per-model metric from its declared axes alone (an axis it does not declare
+    takes one value: cpu, float32, the paper's resolution, batch 1, eager)."""
+    axes = metric.axes
+    return [Cell(metric.name, metrics, model, device=d, resolution=r, batch_size=b, dtype=t,
+                 modes=(m,))
+            for d in (devices if "device" in axes else ["cpu"])
+            for t in (spec.dtypes if "dtype" in axes else ["float32"])
+            for r in (spec.resolutions if "resolution" in axes else [_paper_resolution(spec)])
+            for b in (spec.batch_sizes if "batch" in axes else [1])
+            for m in (spec.modes_for(model) if "mode" in axes else ["eager"])]
 
 
 def _memory_measurable(group: str, device: str, dtype: str) -> bool:

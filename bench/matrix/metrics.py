@@ -66,7 +66,7 @@ _COUNT = {"dtype": "a count: the same at every dtype", "device": "a count: the s
 _SIZE = {"dtype": "stored at float32, as trained", "device": "a file size: the same on every device",
          "mode": "a file size: the same in every execution mode"}
 
-METRIC_REGISTRY: tuple[Metric, ...] = (
+METRIC_REGISTRY: list[Metric] = [
     Metric("params", "count", f"{_CELLS}:measure_params", also=("params_trainable", "param_mib"),
            also_units={"param_mib": "MiB"},
            unvaried={**_COUNT, "resolution": "a count of weights: the same at every resolution"},
@@ -106,7 +106,7 @@ METRIC_REGISTRY: tuple[Metric, ...] = (
     Metric("profile", "ms", f"{_CELLS}:measure_profile",
            axes=("device", "dtype", "resolution", "batch", "mode"), timing=True,
            description="torch.profiler per-block times of one call"),
-)
+]
 
 METRIC_OF: dict[str, Metric] = {m.name: m for m in METRIC_REGISTRY}
 """Cell metric name -> its declaration."""
@@ -123,6 +123,21 @@ UNITS: dict[str, str] = {
 GROUPS: dict[str, tuple[str, ...]] = {m.name: m.metrics for m in METRIC_REGISTRY}
 """Cell (named by its first metric) -> the metrics measured in it."""
 GROUP_OF: dict[str, str] = {name: m.name for m in METRIC_REGISTRY for name in m.metrics}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric at run time (a plugin, a test); the same as one more line in METRIC_REGISTRY.
+    ValueError if one of its names is taken."""
+    taken = [name for name in metric.metrics if name in UNITS]
+    if taken:
+        raise ValueError(f"metric name(s) {taken} already registered")
+    METRIC_REGISTRY.append(metric)
+    METRIC_OF[metric.name] = metric
+    GROUPS[metric.name] = metric.metrics
+    for name in metric.metrics:
+        GROUP_OF[name] = metric.name
+        UNITS[name] = metric.also_units.get(name, metric.unit)
+    return metric
 
 
 def unvaried_axes(metrics: list[str], asked: Mapping[str, list[Any]]) -> list[str]:

@@ -21,7 +21,7 @@ from bench.context import run_context
 from bench.errors import UsageError, failure_reason
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
 from bench.matrix.measure_cells import MEASURERS, model_config, solver_of
-from bench.matrix.metrics import METRIC_REGISTRY
+from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
 from bench.results import MeasurementStore, atomic_write_text, ensure_writable_dir
@@ -102,7 +102,8 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
     reason = _skip_reason(spec, cell)
     if reason is None:
         try:
-            return MEASURERS[cell.group](spec, cell)
+            measure = MEASURERS.get(cell.group) or METRIC_OF[cell.group].measurer()
+            return measure(spec, cell)
         except Exception as error:  # noqa: BLE001 - any failure of one cell must not stop the run
             reason = failure_reason(error)
             if cell.device == "cuda":
