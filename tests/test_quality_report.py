@@ -17,7 +17,7 @@ from bench.quality.report import (
     table1_data,
     write_quality_reports,
 )
-from bench.quality.sweep import cell_key, grid_file, save_grid_images
+from bench.quality.sweep import grid_file, save_grid_images
 from bench.report.data import normalise
 from bench.results import MeasurementStore
 
@@ -118,11 +118,12 @@ def test_failures_are_listed_not_hidden():
 def test_write_quality_reports_from_a_results_dir(tmp_path):
     results = tmp_path / "results"
     MeasurementStore(results).add(_rows())
-    cell = cell_key("digits", "unet", "trained", "ddim", 50, 0)
     images = np.random.default_rng(0).integers(0, 255, size=(9, 1, 8, 8), dtype=np.uint8)
     import torch
 
-    save_grid_images(grid_file(results / "samples", cell), torch.from_numpy(images), 9)
+    grid = grid_file(results / "samples", "digits", "unet", "trained", "ddim", 50, 0)
+    assert grid.name == "quality__digits__unet__trained__ddim__s50__seed0.npz"  # committed names
+    save_grid_images(grid, torch.from_numpy(images), 9)
     (results / "training").mkdir()
     (results / "training" / "digits-unet.csv").write_text("step,loss\n10,0.5\n20,0.2\n")
     paths = write_quality_reports(results, tmp_path / "reports")
@@ -156,3 +157,23 @@ def test_old_sweep_wall_time_rows_are_read_under_their_own_name(tmp_path) -> Non
         {"model": "unet", "metric": "sample_time_s", "value": 0.30, "stat": "median"},
     ])
     assert list(normalise(frame)["metric"]) == ["sweep_wall_per_image_s", "sample_time_s"]
+
+
+def test_old_quality_cell_keys_resume_under_the_one_key_scheme(tmp_path) -> None:
+    """A quality run written before the one key scheme resumes: its cells are read in today's
+    keys (the same the sweep now writes), so nothing finished is measured again."""
+    from bench.quality.sweep import cell_key
+    from bench.results import MeasurementStore, quality_cell_key, train_cell_key
+
+    old = [("quality/digits/unet/trained/ddim/s50/seed0",
+            cell_key("digits", "unet", "trained", "ddim", 50, 0)),
+           ("time/quality/digits/unet/trained/ddpm/s5/seedNone",
+            quality_cell_key("digits", "unet", "trained", "ddpm", 5, None, timing=True)),
+           ("quality/digits/real-data/data/none/sNone/seed1",
+            cell_key("digits", "real-data", "data", "none", None, 1)),
+           ("train/digits/cunet-film", train_cell_key("digits", "cunet-film")),
+           ("params|unet|cpu|64||float32|", "params|unet|cpu|64||float32|")]
+    MeasurementStore(tmp_path).add([{"model": "unet", "metric": "fid", "value": 1.0, "status": "ok",
+                                     "cell": key, "timestamp": "2026-11-26T16:16:08Z"}
+                                    for key, _ in old])
+    assert MeasurementStore(tmp_path).done_cells() == {new for _, new in old}

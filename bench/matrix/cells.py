@@ -15,6 +15,7 @@ import torch
 from bench.matrix.metrics import GROUP_OF, GROUPS, METRIC_OF, unvaried_axes
 from bench.matrix.spec import MatrixSpec
 from bench.measure.train_step import AMP_DEVICES
+from bench.results import cell_key
 
 PAPER_RESOLUTION = 64
 MODE_GROUPS = tuple(name for name, metric in METRIC_OF.items() if "mode" in metric.axes)
@@ -44,11 +45,11 @@ class Cell:
 
     @property
     def key(self) -> str:
-        parts = [self.group, self.model, self.device, self.resolution, self.batch_size, self.dtype,
-                 self.steps]
-        if self.modes != ("eager",):  # eager-only keys stay as before modes existed (resume)
-            parts.append("+".join(self.modes))
-        return "|".join("" if p is None else str(p) for p in parts)
+        """The cell's resume key (`bench.results.cell_key`)."""
+        # eager-only keys stay as before modes existed (resume)
+        modes = () if self.modes == ("eager",) else ("+".join(self.modes),)
+        return cell_key(self.group, self.model, device=self.device, resolution=self.resolution,
+                        batch=self.batch_size, dtype=self.dtype, steps=self.steps, extra=modes)
 
 
 def cuda_available() -> bool:

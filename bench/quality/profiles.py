@@ -32,7 +32,13 @@ import torch
 
 from bench.errors import UsageError
 from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_sweep
-from bench.results import MeasurementStore, atomic_write_text, safe_name
+from bench.results import (
+    MeasurementStore,
+    atomic_write_text,
+    key_parts,
+    safe_name,
+    train_cell_key,
+)
 from bench.train import TrainConfig, TrainingDiverged, train
 from bench.train.checkpoints import load_for_sampling
 from bench.train.distributed import DistContext, init_distributed
@@ -215,7 +221,7 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
                      channels=profile.channels, width=width, overrides=overrides,
                      hflip=dataset in profile.hflip_datasets, device=str(dist.device),
                      out=out_dir / "checkpoints" / f"{dataset}-{safe_name(plan.name)}")
-    cell = f"train/{dataset}/{plan.name}"
+    cell = train_cell_key(dataset, plan.name)
     row = {**base, "model": plan.name, "cell": cell, "method": "bench.train",
            "batch_size": config.batch_size}
     try:
@@ -229,9 +235,7 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
     if dist.is_main:
         if result.resumed_from != result.step:
             # The weights changed since any earlier sweep of this model: re-measure its cells.
-            prefixes = (f"quality/{dataset}/{plan.name}/trained/",
-                        f"time/quality/{dataset}/{plan.name}/trained/")
-            store.drop_cells([c for c in store.done_cells() if c.startswith(prefixes)])
+            store.drop_cells([c for c in store.done_cells() if _trained_cell_of(c, dataset, plan.name)])
             store.save()
         log = config.out / "loss.csv"
         if log.is_file():
@@ -250,6 +254,13 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
              "stat": "value", "checkpoint": checkpoint, "status": "ok"},
         ])
     return result
+
+
+def _trained_cell_of(key: str, dataset: str, model: str) -> bool:
+    """Whether a cell key is a sweep or timing cell of this trained model on this dataset."""
+    parts = key_parts(key)
+    return (len(parts) >= 10 and parts[0] in ("quality", "time_per_sample_s") and parts[1] == model
+            and parts[7] == dataset and parts[8] == "trained")
 
 
 def _untrained(trained_meta: dict[str, Any], seed: int):

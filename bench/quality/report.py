@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench.errors import UsageError
 from bench.quality.features import score_label
-from bench.quality.sweep import REAL_DATA, UNTRAINED, cell_key, grid_file
+from bench.quality.sweep import REAL_DATA, UNTRAINED, grid_file
 from bench.report import render
 from bench.report.data import load_results, ordered_models
 from bench.results import SWEEP_WALL_PER_IMAGE, safe_name
@@ -374,9 +374,8 @@ def write_sample_grids(results_dir: Path, table: pd.DataFrame, ok: pd.DataFrame,
                    & (ok["steps"] == row["steps_best"]) & (ok["checkpoint"] != UNTRAINED)]["seed"]
         found = None
         for seed in sorted(seeds.dropna().unique()):
-            cell = cell_key(row["dataset"], row["model"], "trained", row["sampler"],
-                            int(row["steps_best"]), int(seed))
-            path = grid_file(Path(results_dir) / "samples", cell)
+            path = grid_file(Path(results_dir) / "samples", row["dataset"], row["model"], "trained",
+                             row["sampler"], int(row["steps_best"]), int(seed))
             if path.is_file():
                 found = path
                 break

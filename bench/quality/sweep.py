@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
-from bench.results import SWEEP_WALL_PER_IMAGE
+from bench.results import SWEEP_WALL_PER_IMAGE, quality_cell_key, safe_name
 from bench.train.distributed import DistContext
 
 UNTRAINED = "untrained"
@@ -102,9 +102,9 @@ def chunk_seed(seed: int, index: int) -> int:
 
 def cell_key(dataset: str, model: str, kind: str, sampler: str, steps: int | None,
              seed: int | None) -> str:
-    """Resume key of a cell; `kind` is 'trained', 'untrained' or 'data'."""
-    return "/".join(str(p) for p in ("quality", dataset, model, kind, sampler, f"s{steps}",
-                                     f"seed{seed}"))
+    """Resume key of a cell (`bench.results.quality_cell_key`); `kind` is 'trained', 'untrained'
+    or 'data'."""
+    return quality_cell_key(dataset, model, kind, sampler, steps, seed)
 
 
 def score_rows(base: Mapping[str, Any], scores: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -165,8 +165,12 @@ def save_grid_images(path: Path, images: torch.Tensor, count: int) -> Path:
     return path
 
 
-def grid_file(samples_dir: Path, cell: str) -> Path:
-    return Path(samples_dir) / (cell.replace("/", "__") + ".npz")
+def grid_file(samples_dir: Path, dataset: str, model: str, kind: str, sampler: str,
+              steps: int | None, seed: int | None) -> Path:
+    """Where a cell's grid images are kept (named as before the one key scheme, so committed
+    samples stay readable; a user's model name made file-safe)."""
+    parts = ("quality", dataset, safe_name(model), kind, sampler, f"s{steps}", f"seed{seed}")
+    return Path(samples_dir) / ("__".join(parts) + ".npz")
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -261,7 +265,9 @@ def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                                            f"{ctx.dist.world_size} rank(s)",
                                  "status": "ok", "error": None})
                     if seed == entry.seeds[0]:
-                        save_grid_images(grid_file(ctx.samples_dir, cell), images, settings.grid)
+                        save_grid_images(grid_file(ctx.samples_dir, ctx.dataset, entry.model_name,
+                                                   entry.kind, sampler, steps, seed),
+                                         images, settings.grid)
                     ctx.store.add(rows)
                     if progress:
                         fid = next(r["value"] for r in rows if r["metric"] == "fid")
@@ -282,8 +288,8 @@ def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
     if ctx.dist.is_main:
         for sampler in entry.samplers:
             for steps in entry.steps:
-                cell = "time/" + cell_key(ctx.dataset, entry.model_name, entry.kind, sampler,
-                                          steps, None)
+                cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, sampler,
+                                        steps, None, timing=True)
                 if cell in done:
                     continue
                 timing = time_per_sample(
