@@ -3,7 +3,6 @@ Measuring is `bench.measure.profiling`; this module only adds context and writes
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from bench.measure.profiling import profile_denoiser, result_rows
 from bench.measure.workload import torch_threads
 from bench.report import render
 from bench.report.profile_report import draw_blocks
-from bench.results import COLUMNS, atomic_write_text, safe_name
+from bench.results import COLUMNS, atomic_write_text, cell_key, context_row, safe_name
 
 
 def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch.device, batch: int,
@@ -32,24 +31,20 @@ def profile_models(names: list[str], *, overrides: dict[str, Any], device: torch
         for name in names:
             source = models.model_source(name, overrides)
             net = source.build()
-            solver, solver_steps, backend = source.solver()
             trace = out_dir / f"trace-{safe_name(name)}.json"
             result = profile_denoiser(
                 net, device=device, dtype=getattr(torch, dtype),
                 batch=batch, resolution=resolution, mode=mode, what=what, calls=calls, warmup=warmup,
                 trace_path=trace)
             written.append(trace)
-            context = {
-                "model": name, "device": str(device), "batch_size": batch, "resolution": resolution,
-                "channels": 3, "dtype": dtype, "mode": mode, "threads": used if device.type == "cpu"
-                else None, "solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
-                "config": json.dumps(source.config(), sort_keys=True, default=str),
-                "counter": "torch.profiler",
-                "status": "ok", "n": calls, "profile": f"profile ({what})",
-                "cell": f"profile|{name}|{device}|{resolution}|{batch}|{dtype}|{mode}|{what}",
-                "torch": env["versions"].get("torch"), "git_commit": env["git_commit"],
-                "host": env["hostname"], "timestamp": stamp,
-            }
+            context = context_row(
+                env, model=name, source=source, device=str(device), batch_size=batch,
+                resolution=resolution, channels=3, dtype=dtype, mode=mode,
+                threads=used if device.type == "cpu" else None, counter="torch.profiler",
+                status="ok", n=calls, profile=f"profile ({what})",
+                cell=cell_key("profile", name, device=str(device), resolution=resolution,
+                              batch=batch, dtype=dtype, extra=(mode, what)),
+                timestamp=stamp)
             rows += [{**context, **row, "method": f"{row['method']}; {'; '.join(result.notes)}"
                       if result.notes else row["method"]} for row in result_rows(result)]
     frame = pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)

@@ -8,6 +8,7 @@ Rows of one matrix cell share a `cell` key; `done_cells` lets an interrupted run
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -15,19 +16,81 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, TypedDict
 
 import pandas as pd
 
 from bench.errors import UsageError
 
-COLUMNS = [
-    "model", "metric", "value", "unit", "stat", "counter", "status", "error",
-    "device", "batch_size", "resolution", "channels", "dtype", "mode", "threads",
-    "solver", "solver_steps", "solver_backend", "steps", "sampler", "seed",
-    "dataset", "n", "feature_extractor", "checkpoint", "method", "config",
-    "cell", "profile", "torch", "git_commit", "host", "rank", "device_index", "timestamp",
-]
-"""Column order of measurements.csv. `status` is 'ok' or 'failed' (then `error` says why)."""
+
+class Row(TypedDict, total=False):
+    """One measurement: what (model, metric, value, unit, stat, counter), whether it worked
+    (status 'ok' or 'failed', then `error` says why), and the full context it was measured in.
+    Every harness (matrix, gate, quality sweep, training, profiler) writes rows of this one shape;
+    `context_row` builds the context part."""
+
+    model: str
+    metric: str
+    value: float | int | None
+    unit: str
+    stat: str
+    counter: str | None
+    status: str
+    error: str | None
+    device: str | None
+    batch_size: int | None
+    resolution: int | None
+    channels: int | None
+    dtype: str | None
+    mode: str | None
+    threads: int | None
+    solver: str | None
+    solver_steps: int | None
+    solver_backend: str | None
+    steps: int | None
+    sampler: str | None
+    seed: int | None
+    dataset: str | None
+    n: int | None
+    feature_extractor: str | None
+    checkpoint: str | None
+    method: str | None
+    config: str | None
+    """The model's full configuration as JSON (`models.ModelSource.config()`)."""
+    cell: str | None
+    """The resume key (`cell_key`)."""
+    profile: str | None
+    torch: str | None
+    git_commit: str | None
+    host: str | None
+    rank: int | None
+    device_index: int | None
+    timestamp: str | None
+
+
+COLUMNS: list[str] = list(Row.__annotations__)
+"""Column order of measurements.csv."""
+
+
+def context_row(env: Mapping[str, Any], *, model: str, source: Any = None,
+                **context: Any) -> dict[str, Any]:
+    """The context columns of a row: `model`, what `source` (a `models.ModelSource`) says of it
+    (solver, full configuration), the versions, commit and host of `env` (`bench.context.
+    run_context()`), and the given `context` columns. A name that is not a column is a bug here,
+    not a silently dropped value (ValueError)."""
+    unknown = sorted(set(context) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"not result columns: {unknown}")
+    row: dict[str, Any] = {"model": model}
+    if source is not None:
+        solver, solver_steps, backend = source.solver()
+        row.update(solver=solver, solver_steps=solver_steps, solver_backend=backend,
+                   config=json.dumps(source.config(), sort_keys=True, default=str))
+    versions = env.get("versions") or {}
+    row.update(torch=versions.get("torch"), git_commit=env.get("git_commit"), host=env.get("hostname"))
+    row.update(context)
+    return row
+
 
 MEASUREMENTS = "measurements.csv"
 

@@ -105,3 +105,17 @@ def test_check_refuses_a_baseline_cut_short(tmp_path, capsys) -> None:
         assert main(["check", "--baseline", str(path), "--skip-latency"]) == 2
         line = _one_error_line(capsys)
         assert "damaged or cut short" in line and f"line {len(text[:-cut].splitlines())}" in line
+
+
+def test_one_row_definition_names_every_column() -> None:
+    """The typed row is the column list; a context column that does not exist is refused."""
+    import pytest
+
+    from bench.results import COLUMNS, Row, context_row
+
+    assert COLUMNS == list(Row.__annotations__)
+    env = {"versions": {"torch": "2.x"}, "git_commit": "abc", "hostname": "h"}
+    row = context_row(env, model="unet", device="cpu", batch_size=1)
+    assert row["torch"] == "2.x" and row["host"] == "h" and set(row) <= set(COLUMNS)
+    with pytest.raises(ValueError, match="batchsize"):
+        context_row(env, model="unet", batchsize=1)

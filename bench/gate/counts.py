@@ -8,7 +8,6 @@ three fvcore passes the gate does not need, so the gate reads the NFE of one for
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -16,11 +15,12 @@ from bench.errors import UsageError, failure_reason
 from bench.gate.baseline import Context
 from bench.gate.compare import COUNT_METRICS
 from bench.matrix.cells import Cell, expand
-from bench.matrix.measure_cells import build_model, model_config, solver_of
+from bench.matrix.measure_cells import build_model
 from bench.matrix.runner import measure_cell
 from bench.matrix.spec import METRICS, MatrixSpec, parse_spec
 from bench.measure import compute
 from bench.measure.workload import torch_threads
+from bench.results import context_row
 from models.errors import ModelInputError
 
 Row = dict[str, Any]
@@ -43,15 +43,10 @@ def gate_spec(names: list[str], context: Context,
 def context_columns(spec: MatrixSpec, model: str, env: Mapping[str, Any], *,
                     batch_size: int | None, cell: str) -> Row:
     """The context columns of a gate row (the same ones the matrix runner writes)."""
-    solver, solver_steps, _backend = solver_of(spec, model)
-    config = json.dumps(model_config(spec, model), sort_keys=True, default=str)
-    return {
-        "model": model, "device": spec.devices[0], "batch_size": batch_size,
-        "resolution": spec.resolutions[0], "channels": spec.channels, "dtype": "float32",
-        "threads": spec.threads, "solver": solver, "solver_steps": solver_steps, "seed": spec.seed,
-        "cell": cell, "profile": spec.name, "config": config, "torch": env["versions"].get("torch"),
-        "git_commit": env["git_commit"], "host": env["hostname"],
-    }
+    return context_row(env, model=model, source=spec.source_of(model), device=spec.devices[0],
+                       batch_size=batch_size, resolution=spec.resolutions[0],
+                       channels=spec.channels, dtype="float32", threads=spec.threads,
+                       seed=spec.seed, cell=cell, profile=spec.name)
 
 
 def _nfe_rows(spec: MatrixSpec, cell: Cell) -> list[Row]:

@@ -20,11 +20,11 @@ import models
 from bench.context import run_context
 from bench.errors import UsageError, failure_reason
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
-from bench.matrix.measure_cells import MEASURERS, model_config, solver_of
+from bench.matrix.measure_cells import MEASURERS
 from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
-from bench.results import MeasurementStore, atomic_write_text, ensure_writable_dir
+from bench.results import MeasurementStore, atomic_write_text, context_row, ensure_writable_dir
 from bench.train.distributed import init_distributed
 
 ENVIRONMENT = "environment.json"
@@ -33,18 +33,11 @@ ENVIRONMENT = "environment.json"
 def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: str) -> dict[str, Any]:
     known = spec.preset_of(model) in models.available() or model in spec.factories
     # (a model of an old CSV that no longer exists: its rows keep their context, not a config)
-    solver, solver_steps, backend = solver_of(spec, model) if known else (None, None, None)
-    config = json.dumps(model_config(spec, model), sort_keys=True, default=str) if known else None
-    return {
-        "model": model, "device": cell.device, "batch_size": cell.batch_size,
-        "resolution": cell.resolution, "channels": spec.channels, "dtype": cell.dtype,
-        "mode": cell.modes[0] if len(cell.modes) == 1 else None,
-        "threads": spec.threads, "solver": solver, "solver_steps": solver_steps,
-        "solver_backend": backend, "steps": cell.steps,
-        "seed": spec.seed, "cell": cell.key, "profile": spec.name, "config": config,
-        "torch": env["versions"].get("torch"), "git_commit": env["git_commit"],
-        "host": env["hostname"],
-    }
+    return context_row(
+        env, model=model, source=spec.source_of(model) if known else None, device=cell.device,
+        batch_size=cell.batch_size, resolution=cell.resolution, channels=spec.channels,
+        dtype=cell.dtype, mode=cell.modes[0] if len(cell.modes) == 1 else None,
+        threads=spec.threads, steps=cell.steps, seed=spec.seed, cell=cell.key, profile=spec.name)
 
 
 def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:

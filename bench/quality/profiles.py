@@ -35,6 +35,7 @@ from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_swe
 from bench.results import (
     MeasurementStore,
     atomic_write_text,
+    context_row,
     key_parts,
     safe_name,
     train_cell_key,
@@ -185,13 +186,12 @@ def _relative(path: Path, root: Path) -> str:
 
 def _base_row(profile: QualityProfile, dataset: str, shape: tuple[int, int, int],
               dist: DistContext, context: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "profile": profile.name, "dataset": dataset, "device": str(dist.device),
-        "resolution": shape[1], "channels": shape[0], "dtype": "float32",
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "git_commit": context.get("git_commit"), "host": context.get("hostname"),
-        "timestamp": context.get("timestamp_utc"),
-    }
+    row = context_row({**context, "versions": {"torch": torch.__version__}}, model="",
+                      profile=profile.name, dataset=dataset, device=str(dist.device),
+                      resolution=shape[1], channels=shape[0], dtype="float32",
+                      threads=torch.get_num_threads(), timestamp=context.get("timestamp_utc"))
+    del row["model"]  # each row names its own
+    return row
 
 
 def _model_columns(model: torch.nn.Module) -> dict[str, Any]:
