@@ -141,6 +141,10 @@ class ContinuousUNet(nn.Module):
             blocks += [(f"up{i + 1} transition", up)] + stage(f"dec{i + 1}", item)
         return blocks + [("head", self.head)]
 
+    def ode_functions(self) -> list[tuple[str, nn.Module]]:
+        """The ODE function of every block (what one evaluation runs), for `macs_per_eval`."""
+        return [(name, stage.ode.func) for name, stage in self.stages()]
+
     def last_nfe(self) -> dict[str, int]:
         """ODE-function evaluations of the last forward, per block and in total."""
         counts = {name: stage.ode.last_nfe for name, stage in self.stages()}

@@ -33,6 +33,22 @@ MODULE = textwrap.dedent('''
         return TinyDenoiser(width, channels)
 
 
+    class Continuous(TinyDenoiser):
+        """Reports ODE evaluations (two Euler steps of its conv), but names no ODE functions."""
+
+        def forward(self, x, t):
+            for _ in range(2):
+                x = x + 0.5 * super().forward(x, t)
+            return x
+
+        def last_nfe(self):
+            return {"flow": 2, "total": 2}
+
+
+    def make_continuous(width=8, channels=3):
+        return Continuous(width, channels)
+
+
     def wrong_shape():
         class Bad(nn.Module):
             def forward(self, x, t):
@@ -218,3 +234,16 @@ def test_bad_models_on_the_command_line_are_one_line(outside: Path, capsys, argv
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert not (outside / "o").exists() or not any((outside / "o").iterdir())  # nothing written
+
+
+def test_a_user_model_reporting_nfe(outside: Path) -> None:
+    """The suite asks the model: `last_nfe()` makes nfe rows; without `ode_functions()` there is no
+    macs_per_eval row, and nothing fails."""
+    config = _config(outside, "mynets_mod:make_continuous")
+    assert main(["run", "--config", str(config), "--model", "mynets_mod:make_continuous",
+                 "--out", str(outside / "out"), "--no-progress"]) == 0
+    rows = pd.read_csv(outside / "out" / "measurements.csv")
+    assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()
+    nfe = rows[(rows["metric"] == "nfe") & (rows["stat"] == "value")]
+    assert list(nfe["value"]) == [2]
+    assert "macs_per_eval" not in set(rows["metric"])

@@ -116,11 +116,13 @@ def measure_nfe(spec: MatrixSpec, cell: Cell) -> list[Row]:
     rows += [_row(cell, "nfe", n, stat=f"block {name}", counter="ODE-function calls")
              for name, n in nfe.blocks.items()]
     # The amortised figure (whole-call MACs / NFE) follows from the macs_fvcore and nfe rows; only
-    # the ODE functions' own cost needs counting here.
-    ode_only = sum(
-        compute.per_evaluation_macs(model, stage.ode.func, shape, counter="fvcore")
-        for _, stage in model.stages()
-    )
+    # the ODE functions' own cost needs counting here, for a model that names them (the
+    # protocol's optional `ode_functions()`).
+    functions = getattr(model, "ode_functions", None)
+    if not callable(functions):
+        return rows
+    ode_only = sum(compute.per_evaluation_macs(model, function, shape, counter="fvcore")
+                   for _, function in functions())
     rows.append(_row(cell, "macs_per_eval", ode_only, unit="MACs", stat="ode functions",
                      counter="fvcore", method="one evaluation of every block's ODE function, summed"))
     return rows
