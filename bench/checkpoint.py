@@ -13,7 +13,6 @@ per trainable parameter, i.e. about 16 B per trainable and 8 B per frozen float3
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import pickle
@@ -28,6 +27,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bench.errors import UsageError
+from bench.files import atomic_path
 from bench.units import MIB
 
 FORMAT = "beyond-u-bench/1"
@@ -81,17 +81,8 @@ def save_checkpoint(
     )
     if not target.parent.is_dir():
         raise UsageError(f"cannot write checkpoint {target}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(target, make_parents=False) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)  # (a handle: the archive's inner name does not vary with tmp)
     return target
 
 

@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 import pandas as pd
 
 from bench.errors import UsageError
+from bench.files import atomic_write_text
 
 
 class Row(TypedDict, total=False):
@@ -97,21 +98,6 @@ MEASUREMENTS = "measurements.csv"
 SWEEP_WALL_PER_IMAGE = "sweep_wall_per_image_s"
 """The quality sweep's wall time of generating its n images (in batches) divided by n: not the
 matrix's `sample_time_s` (time per sample at [sampling] batch), so it has its own name."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def safe_name(text: str) -> str:

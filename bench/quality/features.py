@@ -26,6 +26,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from bench.errors import UsageError
+from bench.files import atomic_path
+from bench.measure.workload import torch_threads
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_LAYER = "2048"  # the pool3 features of standard FID/KID
@@ -195,10 +197,10 @@ def ensure_classifier(dataset: str = "digits", *, root: str | Path | None = None
         if all(meta.get(key) == value for key, value in settings.items()):
             return _info(path, meta)
     model, meta = _train(settings, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, partial)
-    os.replace(partial, path)  # atomic: a concurrent reader never sees half a file
+    # a concurrent reader never sees half a file; a handle keeps the bytes independent of the
+    # temporary name (torch.save names the archive after a path's stem)
+    with atomic_path(path) as partial, open(partial, "wb") as handle:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, handle)
     return _info(path, meta)
 
 
@@ -219,11 +221,9 @@ def _train(settings: dict, root: str | Path | None) -> tuple[DigitClassifier, di
     if len(images) < 10 or labels.min() < 0:
         raise UsageError(f"{settings['dataset']}: the classifier needs at least 10 labelled images")
     num_classes = int(labels.max()) + 1
-    threads = torch.get_num_threads()
     # One thread: the same float reductions everywhere (so the same weights for a seed), and no
     # OpenMP spinning on a small shared CPU, where this tiny network trains fastest anyway.
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings["seed"])
             order = torch.randperm(len(images))
@@ -244,8 +244,6 @@ def _train(settings: dict, root: str | Path | None) -> tuple[DigitClassifier, di
             predicted = torch.cat([model(images[part]).argmax(1) for part in test.split(512)])
             square = torch.cat([model.features(images[part]).square() for part in train.split(512)])
             model.feature_scale.fill_(float(square.mean().clamp_min(1e-12).rsqrt()))
-    finally:
-        torch.set_num_threads(threads)
     accuracy = float((predicted == labels[test]).float().mean())
     return model, {**settings, "accuracy": accuracy, "n_train": len(train), "n_test": n_test,
                    "num_classes": num_classes, "feature_dim": model.head.in_features,

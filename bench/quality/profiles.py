@@ -19,11 +19,9 @@ cache/ (large; not meant for git).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import torch
 
 from bench.errors import UsageError
+from bench.measure.workload import torch_threads
 from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_sweep
 from bench.results import (
     MeasurementStore,
@@ -157,17 +156,6 @@ def get_profile(name: str) -> QualityProfile:
 
 
 # ----------------------------------------------------------------------------- plumbing
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _load_real(profile: QualityProfile, dataset: str):
@@ -309,7 +297,7 @@ def run_quality_profile(name: str, out_dir: Path, *, resume: bool = True,
                                           "world_size": dist.world_size}, indent=2, default=str))
         store = MeasurementStore(out_dir) if dist.is_main else None
         sweep = replace(profile.sweep, cache_dir=out_dir / "cache")
-        with _threads(profile.threads):
+        with torch_threads(profile.threads):
             for dataset in profile.datasets:
                 _run_dataset(profile, dataset, reals[dataset], sweep, out_dir, store, dist,
                              context)

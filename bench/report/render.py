@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.results import atomic_write_text
+from bench.files import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -78,21 +76,13 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
 
 def save_figure(figure: Figure, path: Path) -> Path:
     """Save to a temporary name beside `path`, then rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        # No bbox_inches="tight": the constrained layout already fits every label, and "tight"
-        # draws the figure a second time.
-        from matplotlib import rc_context
+    # No bbox_inches="tight": the constrained layout already fits every label, and "tight"
+    # draws the figure a second time.
+    from matplotlib import rc_context
 
-        # TrueType fonts in PDFs: text stays editable/searchable, and saving is ~2x faster than Type 3.
-        with rc_context({"pdf.fonttype": 42}):
-            figure.savefig(tmp, format=path.suffix.lstrip("."), dpi=150, metadata=_metadata(path.suffix))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # TrueType fonts in PDFs: text stays editable/searchable, and saving is ~2x faster than Type 3.
+    with atomic_path(path) as tmp, rc_context({"pdf.fonttype": 42}):
+        figure.savefig(tmp, format=path.suffix.lstrip("."), dpi=150, metadata=_metadata(path.suffix))
     return path
 
 
