@@ -7,7 +7,7 @@ import pytest
 
 from bench.errors import UsageError
 from bench.quality.profiles import QUALITY_PROFILES, get_profile, run_quality_profile
-from bench.quality.report import write_quality_reports
+from bench.report.quality import write_quality_reports
 from bench.results import read_measurements
 
 

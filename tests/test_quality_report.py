@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from bench.errors import UsageError
-from bench.quality.report import (
+from bench.quality.sweep import grid_file, save_grid_images
+from bench.report.data import normalise
+from bench.report.quality import (
     best_settings,
     real_floor,
     render_markdown,
@@ -17,8 +19,6 @@ from bench.quality.report import (
     table1_data,
     write_quality_reports,
 )
-from bench.quality.sweep import grid_file, save_grid_images
-from bench.report.data import normalise
 from bench.results import MeasurementStore
 
 CKPT = "checkpoints/x/step_0000100.pt"

@@ -30,7 +30,7 @@ def write_reports(results_dirs: list[Path], out_dir: Path) -> list[Path]:
                              "or pass --results DIR")
         metrics = set(read_measurements(directory)["metric"].dropna().astype(str))
         if metrics & {"fid", "kid_mean"}:  # a quality run (it also records params and timings)
-            from bench.quality.report import write_quality_reports
+            from bench.report.quality import write_quality_reports
 
             written += write_quality_reports(Path(directory), Path(out_dir))
         else:
