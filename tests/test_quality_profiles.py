@@ -102,3 +102,13 @@ def test_smoke_profile_under_torchrun(tmp_path):
     frame = read_measurements(tmp_path / "results")
     assert set(frame["status"]) == {"ok"}
     assert (frame["metric"] == "fid").sum() == 2 * 2 * 2 * 2 + 2 + 2
+
+
+def test_an_unknown_sampler_is_refused_before_anything_runs() -> None:
+    import pytest
+
+    from bench.errors import UsageError
+    from bench.quality.sweep import SweepSettings
+
+    with pytest.raises(UsageError, match="unknown sampler.*euler"):
+        SweepSettings(steps=(5,), samplers=("ddpm", "euler"))

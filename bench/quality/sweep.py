@@ -56,6 +56,14 @@ class SweepSettings:
     untrained_seeds: tuple[int, ...] = (0,)
     cache_dir: Path = Path("runs") / "cache"
 
+    def __post_init__(self) -> None:
+        from models.diffusion.samplers import SAMPLERS
+
+        unknown = [s for s in self.samplers if s not in SAMPLERS]
+        if unknown:  # an error before anything is trained, never a silent fallback
+            raise UsageError(f"unknown sampler(s) {', '.join(map(str, unknown))}; valid: "
+                             f"{', '.join(SAMPLERS)}")
+
     def untrained_grid(self) -> tuple[int, ...]:
         if self.untrained_steps:
             return tuple(self.untrained_steps)
