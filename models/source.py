@@ -109,7 +109,7 @@ class ModelSource:
         """(method, steps per block, backend) of a continuous preset; Nones otherwise (a user's
         model reports its evaluations through `last_nfe` but not a solver)."""
         config = self.preset_config()
-        if config is not None and hasattr(config, "solver"):
+        if config is not None and _continuous(config):
             return config.solver, config.solver_steps, config.solver_backend
         return None, None, None
 
@@ -118,9 +118,15 @@ class ModelSource:
         from a preset's configuration, asked of a user's model."""
         config = self.preset_config()
         if config is not None:
-            return hasattr(config, "solver")
+            return _continuous(config)
         net = self.build()
         return callable(getattr(getattr(net, "module", net), "last_nfe", None))
+
+
+def _continuous(config: Any) -> bool:
+    from models.registry import family_of
+
+    return family_of(config).continuous
 
 
 def _accepts(reference: str | None, parameter: str) -> bool:

@@ -42,6 +42,7 @@ from bench.results import (
 from bench.train import TrainConfig, TrainingDiverged, train
 from bench.train.checkpoints import load_for_sampling
 from bench.train.distributed import DistContext, init_distributed
+from models import model_source
 
 ENV_DATASETS = "BENCH_QUALITY_DATASETS"
 """Comma-separated subset of paper-quality's datasets (default: all three)."""
@@ -182,13 +183,6 @@ def _base_row(profile: QualityProfile, dataset: str, shape: tuple[int, int, int]
     return row
 
 
-def _model_columns(model: torch.nn.Module) -> dict[str, Any]:
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "solver"):
-        return {"solver": config.solver, "solver_steps": config.solver_steps}
-    return {}
-
-
 def clear_outputs(out_dir: Path) -> None:
     """Remove what a profile writes (for resume=False); nothing else in `out_dir` is touched."""
     for name in ("measurements.csv", "environment.json"):
@@ -319,7 +313,9 @@ def _run_dataset(profile: QualityProfile, dataset: str, real: Any, sweep: SweepS
         if result is None:
             continue
         model, diffusion, meta = load_for_sampling(result.checkpoint, dist.device)
-        columns = {**_model_columns(model),
+        source = model_source(plan.name, plan.overrides).with_channels(meta["spec"]["channels"])
+        solver, solver_steps, backend = source.solver()
+        columns = {"solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
                    "config": json.dumps(meta["spec"].get("model_config"), sort_keys=True, default=str)}
         label = _relative(result.checkpoint, out_dir)
         entries.append(SweepEntry(plan.name, model, diffusion, label, sweep.steps, sweep.samplers,
