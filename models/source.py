@@ -16,6 +16,7 @@ checkpoint rebuilds the network it was trained as, even after the preset changed
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ def _continuous(config: Any) -> bool:
     return family_of(config).continuous
 
 
+@functools.lru_cache(maxsize=64)
 def _accepts(reference: str | None, parameter: str) -> bool:
     try:
         signature = inspect.signature(load_factory(str(reference)))

@@ -31,7 +31,12 @@ def _cached_model(source: ModelSource) -> torch.nn.Module:
 def build_model(spec: MatrixSpec, name: str, **extra: Any) -> torch.nn.Module:
     """The matrix model `name` with the matrix's overrides (cached: counters do not modify it)."""
     source = spec.source_of(name)
-    return _cached_model(source.with_arguments(**extra) if extra else source)
+    source = source.with_arguments(**extra) if extra else source
+    try:
+        hash(source)
+    except TypeError:  # a factory kwarg that is a table (dict): built afresh, not cached
+        return source.build().eval()
+    return _cached_model(source)
 
 
 def fresh_model(spec: MatrixSpec, name: str) -> torch.nn.Module:
