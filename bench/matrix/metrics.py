@@ -62,14 +62,18 @@ class Metric:
 
 _CELLS = "bench.matrix.measure_cells"
 _COUNT = {"dtype": "a count: the same at every dtype", "device": "a count: the same on every device",
-          "mode": "a count: the same in every execution mode"}
+          "mode": "a count: the same in every execution mode",
+          "batch": "counted at batch 1 (it scales with the batch)"}
 _SIZE = {"dtype": "stored at float32, as trained", "device": "a file size: the same on every device",
-         "mode": "a file size: the same in every execution mode"}
+         "mode": "a file size: the same in every execution mode",
+         "resolution": "weights and optimizer state: the same at every resolution",
+         "batch": "weights and optimizer state: the same at every batch"}
 
 METRIC_REGISTRY: list[Metric] = [
     Metric("params", "count", f"{_CELLS}:measure_params", also=("params_trainable", "param_mib"),
            also_units={"param_mib": "MiB"},
-           unvaried={**_COUNT, "resolution": "a count of weights: the same at every resolution"},
+           unvaried={**_COUNT, "resolution": "a count of weights: the same at every resolution",
+                     "batch": "a count of weights: the same at every batch"},
            gate=GATE_EXACT, description="parameters (numel), trainable ones, float32 storage"),
     Metric("macs_thop", "MACs", f"{_CELLS}:measure_thop", axes=("resolution",), unvaried=_COUNT,
            gate=GATE_EXACT, description="thop leaf-module MACs at batch 1 (the paper's 'GFLOPS')"),
