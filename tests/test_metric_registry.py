@@ -84,3 +84,15 @@ def test_a_new_metric_is_one_function_and_one_registry_line(tmp_path: Path) -> N
                              saved[1:], strict=True):
             view.clear()
             view.update(old)
+
+
+def test_a_model_without_sampling_steps_is_said_not_skipped_silently() -> None:
+    from bench.matrix.cells import expand
+    from bench.matrix.spec import parse_spec
+
+    spec = parse_spec({"matrix": {"models": ["unet", "cunet"], "metrics": ["sample_time_s"],
+                                  "threads": 1},
+                       "sampling": {"steps": {"unet": [3]}}}, name="t")
+    cells, notes = expand(spec)
+    assert {c.model for c in cells} == {"unet"}
+    assert any(n.startswith("sample_time_s not measured for cunet") for n in notes)

@@ -105,6 +105,9 @@ def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
                           for b in spec.batch_sizes for m in spec.modes_for(model)]
             elif group == "sample_time_s":
                 steps = spec.sampling.steps_for(model) or spec.sampling.steps_for(spec.preset_of(model))
+                if not steps:
+                    notes.append(f"sample_time_s not measured for {model}: [sampling] steps has no "
+                                 f"entry for it (add steps = {{ \"{model}\" = [100] }})")
                 cells += [Cell(group, metrics, model, device=d, resolution=_paper_resolution(spec),
                                batch_size=spec.sampling.batch, steps=s, dtype=t, modes=(m,))
                           for d in devices for t in spec.dtypes for m in spec.modes_for(model)
