@@ -247,3 +247,11 @@ def test_a_user_model_reporting_nfe(outside: Path) -> None:
     nfe = rows[(rows["metric"] == "nfe") & (rows["stat"] == "value")]
     assert list(nfe["value"]) == [2]
     assert "macs_per_eval" not in set(rows["metric"])
+
+
+def test_the_matrix_source_stays_the_toml_path(outside: Path) -> None:
+    """(A model check inside parse_spec once overwrote the spec's `source`.)"""
+    from bench.matrix import load_spec
+
+    config = _config(outside, "mynets_mod:make")
+    assert load_spec(config=config).source == str(config)

@@ -263,9 +263,9 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     if isinstance(channels_raw, int) and not isinstance(channels_raw, bool) and channels_raw >= 1:
         for model in model_names:
             built = factories.get(model) or aliases.get(model, model)
-            source = model_source(built, overrides.get(model, {})).with_channels(channels_raw)
+            checked = model_source(built, overrides.get(model, {})).with_channels(channels_raw)
             for resolution in resolutions:  # a user's model: one tiny forward per resolution
-                source.check(channels=channels_raw, resolution=resolution)
+                checked.check(channels=channels_raw, resolution=resolution)
     seed = matrix.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"matrix.seed = {seed!r} is not accepted; seed takes a non-negative integer")
