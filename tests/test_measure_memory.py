@@ -110,3 +110,14 @@ def test_cuda_peak_includes_weights_and_grows_with_training():
     assert inference.peak_mib >= inference.weights_mib > 0
     assert train.peak_mib > inference.peak_mib + 2 * inference.weights_mib
     assert next(model.parameters()).device.type == "cpu"  # the caller's model stays put
+
+
+def test_bfloat16_inference_memory_holds_bfloat16_weights_only() -> None:
+    """The weights are created in bfloat16 (no float32 copy counted): half the float32 weight
+    bytes, and a peak well below the float32 one (the U-Net: 136 MiB of float32 weights)."""
+    from bench.measure.memory import peak_memory
+
+    f32 = peak_memory("unet", device="cpu", shape=(3, 32, 32), threads=1, dtype="float32")
+    bf16 = peak_memory("unet", device="cpu", shape=(3, 32, 32), threads=1, dtype="bfloat16")
+    assert bf16.weights_mib == pytest.approx(f32.weights_mib / 2, rel=0.01)
+    assert bf16.peak_mib < f32.peak_mib - 0.3 * f32.weights_mib

@@ -71,6 +71,28 @@ def _builder(spec: dict[str, Any]) -> Any:
     return lambda **overrides: build(spec["name"], **overrides)
 
 
+def _build_in(build: Any, overrides: dict[str, Any], dtype: Any) -> Any:
+    """The model with its weights created in `dtype` (None: as built): built under that default
+    dtype, so no float32 copy of the weights ever exists to inflate a bfloat16 peak; a model whose
+    construction cannot run in that dtype is built as it is and cast (its float32 weights then
+    count, which the row's method says through `cast_after_build`)."""
+    import torch
+
+    if dtype is None:
+        return build(**overrides)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = build(**overrides)
+    except (RuntimeError, TypeError, ValueError):
+        torch.set_default_dtype(before)
+        _build_in.cast_after_build = True
+        return build(**overrides).to(dtype)
+    finally:
+        torch.set_default_dtype(before)
+    return model.to(dtype)  # (float buffers made in float32 explicitly)
+
+
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
     """Do the measured work described by `spec`; return the byte counts (see module docstring)."""
     build = _builder(spec)
@@ -91,7 +113,11 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     prior_peak = _high_water_bytes()
     baseline = process.memory_info().rss
 
-    model = build(**dict(spec.get("overrides") or {}))
+    dtype = spec.get("dtype", "float32")
+    cast = None if train or dtype == "float32" else getattr(torch, dtype)
+    if cast is not None:
+        x = x.to(cast)
+    model = _build_in(build, dict(spec.get("overrides") or {}), cast)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     weights += sum(b.numel() * b.element_size() for b in model.buffers())
     _do_work(model, spec["mode"], x, t, diffusion, float(spec["lr"]), spec.get("dtype", "float32"))
@@ -102,6 +128,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
         "prior_peak_bytes": prior_peak,
         "weights_bytes": weights,
         "reset": reset,
+        "cast_after_build": getattr(_build_in, "cast_after_build", False),
     }
 
 

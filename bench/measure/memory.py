@@ -169,7 +169,8 @@ def peak_memory_subprocess(
         peak_mib=peak / MIB,
         mode=mode,
         device="cpu",
-        method="cpu-subprocess-rss",
+        method="cpu-subprocess-rss" + (" (float32 weights cast after build: included)"
+                                       if result.get("cast_after_build") else ""),
         batch=batch,
         input_shape=check_shape(shape),
         weights_mib=result["weights_bytes"] / MIB,
@@ -244,7 +245,9 @@ def peak_memory_cuda(
     torch.cuda.empty_cache()
     baseline = torch.cuda.memory_allocated(dev)
     torch.cuda.reset_peak_memory_stats(dev)
-    work = copy.deepcopy(model).to(dev)
+    # bfloat16 inference: copied to the device in bfloat16 (never a float32 device copy)
+    cast = getattr(torch, dtype) if mode == "inference" and dtype != "float32" else None
+    work = copy.deepcopy(model).to(device=dev, dtype=cast) if cast else copy.deepcopy(model).to(dev)
     _do_work(work, mode, x, t, diffusion, lr, dtype)
     torch.cuda.synchronize(dev)
     peak = torch.cuda.max_memory_allocated(dev) - baseline
