@@ -254,3 +254,18 @@ def test_a_checkpoint_rebuilds_its_own_configuration_after_the_preset_changes(tm
     torch.save(state, old)
     with pytest.raises(UsageError, match="does not fit the network it describes"):
         load_for_sampling(old)
+
+
+def test_a_checkpoint_written_before_model_config_had_its_preset_name_resumes() -> None:
+    """Checkpoints of earlier versions stored model_config without 'preset' and lists where today's
+    spec has tuples: the same run, so it resumes; another field value is still refused."""
+    from bench.train.checkpoints import check_same_run
+    from bench.train.loop import run_spec
+
+    spec = run_spec(TrainConfig("unet", **{"width": 8, "overrides": {"attn_heads": 1}}), 1, 16)
+    older = {**spec, "model_config": {k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in spec["model_config"].items() if k != "preset"}}
+    check_same_run({"meta": {"spec": older}, "path": "old.pt"}, spec)
+    other = {**older, "model_config": {**older["model_config"], "dim": 16}}
+    with pytest.raises(UsageError, match="belongs to a different run"):
+        check_same_run({"meta": {"spec": other}, "path": "old.pt"}, spec)

@@ -7,6 +7,7 @@ run resumes from, and if it cannot be read that is an error, never a silent fres
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,20 @@ def check_same_run(state: dict[str, Any], spec: dict[str, Any]) -> None:
     """UsageError if the checkpoint was made for a different model/data/diffusion than `spec`."""
     saved = state.get("meta", {}).get("spec", {})
     diffs = [f"{key}: checkpoint {saved.get(key)!r} vs now {value!r}"
-             for key, value in spec.items() if saved.get(key) != value
+             for key, value in spec.items() if _comparable(saved.get(key)) != _comparable(value)
              and not (key == "model_config" and key not in saved)]  # written before it existed
     if diffs:
         raise UsageError(f"{state['path']} belongs to a different run ({'; '.join(diffs)}); "
                          "use another --out or the original settings")
+
+
+def _comparable(value: Any) -> Any:
+    """A spec value as JSON would hold it (tuples as lists), without a model_config's `preset`
+    name (added later; the fields decide), so a checkpoint of the same run always matches."""
+    value = json.loads(json.dumps(value, default=str))
+    if isinstance(value, dict) and "family" in value:
+        value.pop("preset", None)
+    return value
 
 
 def build_from_meta(meta: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
