@@ -255,3 +255,14 @@ def test_the_matrix_source_stays_the_toml_path(outside: Path) -> None:
 
     config = _config(outside, "mynets_mod:make")
     assert load_spec(config=config).source == str(config)
+
+
+def test_model_args_apply_to_every_model_and_tables_of_others_are_cut() -> None:
+    from bench.matrix import load_spec
+    from bench.matrix.spec import parse_spec, with_models
+
+    spec = load_spec("quick", models_override=["unet", "cunet"], model_args={"width": 8})
+    assert spec.overrides["unet"]["width"] == 8 and spec.overrides["cunet"]["width"] == 8
+    raw = {"matrix": {"models": ["unet", "cn"], "metrics": ["params"], "threads": 1},
+           "models": {"cn": {"preset": "cunet"}}, "overrides": {"cn": {"width": 8}}}
+    assert parse_spec(with_models(raw, ["unet"], {}), name="t").models == ["unet"]

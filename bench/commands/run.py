@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a preset, a name the matrix defines, or your own denoiser as "
                              "'package.module:callable' / 'file.py:callable' (repeatable)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="override / keyword argument for the --model entries the profile does "
-                             "not configure itself (repeatable)")
+                        help="a preset override or factory keyword argument for every --model "
+                             "entry, on top of what the profile sets for it (repeatable)")
     parser.add_argument("--retry-failed", action="store_true", help="measure failed cells again on resume")
     parser.add_argument("--remeasure", action="append", default=[], metavar="METRIC",
                         help="forget earlier rows of this metric (and the metrics measured with it) "

@@ -169,22 +169,21 @@ def load_spec(profile: str | None = None, config: Path | None = None, *,
 
 def with_models(raw: dict[str, Any], names: list[str], model_args: dict[str, Any]) -> dict[str, Any]:
     """A matrix description measuring `names` (presets, `[models]` names or factory references)
-    instead of its own models: models it configures keep their configuration, the others get
-    `model_args` (preset overrides or factory kwargs); per-model lists are cut to `names`."""
+    instead of its own models: each keeps what the matrix configures for it, with `model_args`
+    (preset overrides or factory kwargs) applied on top; tables naming other models are cut."""
     raw = copy.deepcopy(raw)
     matrix = raw.setdefault("matrix", {})
-    own = set(matrix.get("models") or []) | set(raw.get("models", {}))
     matrix["models"] = list(dict.fromkeys(names))
     if isinstance(matrix.get("mode_models"), dict):
         matrix["mode_models"] = {mode: [n for n in listed if n in names]
                                  for mode, listed in matrix["mode_models"].items()}
-    if isinstance(raw.get("models"), dict):
-        raw["models"] = {n: t for n, t in raw["models"].items() if n in names}
+    for table in ("models", "overrides"):
+        if isinstance(raw.get(table), dict):
+            raw[table] = {n: t for n, t in raw[table].items() if n in names}
     if model_args:
         overrides = raw.setdefault("overrides", {})
         for name in names:
-            if name not in own:
-                overrides[name] = {**overrides.get(name, {}), **model_args}
+            overrides[name] = {**overrides.get(name, {}), **model_args}
     latency = raw.get("latency", {})
     if isinstance(latency, dict) and latency.get("reference") not in (None, *names):
         latency.pop("reference")  # the matrix's first model becomes the reference

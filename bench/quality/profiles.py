@@ -128,14 +128,12 @@ QUALITY_PROFILES: tuple[str, ...] = tuple(PROFILES)
 def with_models(profile: QualityProfile, names: list[str],
                 model_args: dict[str, Any] | None = None) -> QualityProfile:
     """The profile training and sweeping `names` (presets or factory references) instead of its
-    own models: a model the profile lists keeps its settings (its scaled widths), any other is
-    built with `model_args` (preset overrides or factory kwargs). Checked before any training."""
-    from models import model_source
-
+    own models: a model the profile lists keeps its settings (its scaled widths), with
+    `model_args` (preset overrides or factory kwargs) on top. Checked before any training."""
     own = {plan.name: plan for plan in profile.models}
     plans = []
     for name in dict.fromkeys(names):
-        plan = own.get(name) or ModelPlan(name, dict(model_args or {}))
+        plan = ModelPlan(name, {**(own[name].overrides if name in own else {}), **(model_args or {})})
         source = model_source(plan.name, plan.overrides).with_channels(profile.channels or 3)
         source.check(channels=profile.channels or 3, resolution=profile.resolution)
         plans.append(plan)
