@@ -69,6 +69,8 @@ class ModelSource:
             return self.with_arguments(channels=channels)
         if CHANNELS_PARAMETER in self.arguments or not _accepts(self.factory, CHANNELS_PARAMETER):
             return self
+        if _default(self.factory, CHANNELS_PARAMETER) == channels:
+            return self  # its own default: the stored kwargs stay as the user wrote them
         return self.with_arguments(**{CHANNELS_PARAMETER: channels})
 
     def preset_config(self) -> Any:
@@ -131,12 +133,20 @@ def _continuous(config: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _accepts(reference: str | None, parameter: str) -> bool:
+def _parameters(reference: str | None) -> Mapping[str, inspect.Parameter]:
     try:
-        signature = inspect.signature(load_factory(str(reference)))
+        return dict(inspect.signature(load_factory(str(reference))).parameters)
     except (TypeError, ValueError):
-        return False
-    return parameter in signature.parameters
+        return {}
+
+
+def _accepts(reference: str | None, parameter: str) -> bool:
+    return parameter in _parameters(reference)
+
+
+def _default(reference: str | None, parameter: str) -> Any:
+    found = _parameters(reference).get(parameter)
+    return None if found is None or found.default is inspect.Parameter.empty else found.default
 
 
 def model_source(text: str, kwargs: Mapping[str, Any] | None = None) -> ModelSource:

@@ -266,3 +266,19 @@ def test_model_args_apply_to_every_model_and_tables_of_others_are_cut() -> None:
     raw = {"matrix": {"models": ["unet", "cn"], "metrics": ["params"], "threads": 1},
            "models": {"cn": {"preset": "cunet"}}, "overrides": {"cn": {"width": 8}}}
     assert parse_spec(with_models(raw, ["unet"], {}), name="t").models == ["unet"]
+
+
+def test_resume_measures_again_when_the_model_configuration_changed(outside: Path, capsys) -> None:
+    config = _config(outside, "mynets_mod:make")
+    out = str(outside / "out")
+
+    def params(width: int) -> float:
+        assert main(["run", "--config", str(config), "--model", "mynets_mod:make", "--model-arg",
+                     f"width={width}", "--out", out, "--no-progress"]) == 0
+        rows = pd.read_csv(outside / "out" / "measurements.csv")
+        return rows[rows["metric"] == "params"]["value"].tolist()
+
+    assert params(5) == [3 * 5 * 9 + 5 + 1000 * 5 + 5 * 3 * 9 + 3]
+    capsys.readouterr()
+    assert params(6) == [3 * 6 * 9 + 6 + 1000 * 6 + 6 * 3 * 9 + 3]  # not the width-5 rows resumed
+    assert "measured again: their model's configuration differs" in capsys.readouterr().out

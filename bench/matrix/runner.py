@@ -64,6 +64,26 @@ def check_shardable(spec: MatrixSpec) -> None:
                          "and deterministic metrics")
 
 
+def _cells_of_changed_models(spec: MatrixSpec, store: MeasurementStore, keys: set[str]) -> set[str]:
+    """This matrix's finished cells holding a row whose stored `config` is not the model's
+    configuration now (another --model-arg, a changed TOML): resuming them would report the old
+    network's numbers under today's settings. Rows without a stored config are kept."""
+    frame = store.frame
+    if frame.empty or "config" not in frame:
+        return set()
+    now = {}
+    for model in spec.models:
+        try:
+            now[model] = json.dumps(spec.source_of(model).config(), sort_keys=True, default=str)
+        except Exception:  # noqa: BLE001 - a model that cannot be described now: nothing to compare
+            continue
+    stored = frame["config"].where(frame["config"].notna(), "").astype(str)
+    ours = frame["cell"].astype(str).isin(keys) & frame["model"].astype(str).isin(list(now)) \
+        & (stored != "")
+    differs = ours & (stored != frame["model"].astype(str).map(now))
+    return set(frame.loc[differs, "cell"].astype(str))
+
+
 def _rank_file(rank: int) -> str:
     return f".measurements.rank{rank}.csv"
 
@@ -138,6 +158,11 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         failed = set(store.frame.loc[store.frame["status"] == "failed", "cell"].astype(str))
         # only this matrix's cells: another matrix's cells in the same directory keep their rows
         store.drop_cells(failed & {c.key for c in cells})
+    changed = _cells_of_changed_models(spec, store, {c.key for c in cells})
+    if changed:
+        store.drop_cells(changed)
+        notes.append(f"{len(changed)} finished cell(s) measured again: their model's configuration "
+                     "differs from the one their rows were measured with")
     done = store.done_cells()
     todo = [c for c in cells if c.key not in done]
     mine = todo[ctx.rank::ctx.world_size]
