@@ -62,7 +62,12 @@ PRESETS: dict[str, Preset] = {}
 
 
 def register_family(family: Family) -> Family:
-    """Add a model family; ValueError if another family already uses its configuration class."""
+    """Add a model family; ValueError if another family already uses its configuration class or
+    the configuration lacks `in_channels` / `out_channels` (every family takes `channels`)."""
+    fields = {f.name for f in dataclasses.fields(family.config)}
+    missing = sorted({"in_channels", "out_channels"} - fields)
+    if missing:  # the registry sets them from `channels` and checks them for every preset
+        raise ValueError(f"model family {family.name}: its configuration needs the fields {missing}")
     existing = FAMILIES.get(family.name)
     if existing is not None and existing is not family:
         raise ValueError(f"model family {family.name} is already registered")

@@ -223,3 +223,47 @@ def test_non_finite_input_is_defined():
         x[0, 0, 0, 0] = bad
         with torch.no_grad(), pytest.raises(models.ModelInputError, match="non-finite values"):
             adaptive(x, t)
+
+
+def test_a_new_family_registers_with_two_calls(monkeypatch) -> None:
+    """A family registered the way the built-in two are builds, checks resolutions and stores its
+    config; one without channel fields is refused at registration."""
+    import dataclasses
+
+    import pytest
+    from torch import nn
+
+    from models import registry
+
+    @dataclasses.dataclass(frozen=True)
+    class TinyConfig:
+        width: int = 4
+        in_channels: int = 3
+        out_channels: int = 3
+
+    class Tiny(nn.Module):
+        def __init__(self, c: TinyConfig) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(c.in_channels, c.out_channels, 3, padding=1)
+
+        def forward(self, x, t):
+            return self.conv(x)
+
+    monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
+    monkeypatch.setattr(registry, "PRESETS", dict(registry.PRESETS))
+    registry.register_family(registry.Family(TinyConfig, build=Tiny, validate=lambda n, c: None,
+                                             resolution_rule=lambda c: (8, 8),
+                                             aliases={"width": "width"}))
+    registry.register_preset("tiny", registry.Preset(TinyConfig(), "a test family"))
+    source = models.model_source("tiny", {"width": 8}).with_channels(1)
+    assert source.build().conv.in_channels == 1 and source.config()["family"] == "TinyConfig"
+    with pytest.raises(models.ModelInputError, match="multiple of 8"):
+        source.check(channels=1, resolution=12)
+
+    @dataclasses.dataclass(frozen=True)
+    class NoChannels:
+        width: int = 4
+
+    with pytest.raises(ValueError, match="in_channels"):
+        registry.register_family(registry.Family(NoChannels, build=Tiny, validate=lambda n, c: None,
+                                                 resolution_rule=lambda c: (8, 8)))

@@ -18,9 +18,7 @@ from bench.measure.train_step import AMP_DEVICES
 from bench.results import cell_key
 
 PAPER_RESOLUTION = 64
-MODE_GROUPS = tuple(name for name, metric in METRIC_OF.items() if "mode" in metric.axes)
-"""Groups measured per execution mode; the others say so in the run's notes (`unvaried_axes`)."""
-__all__ = ["GROUPS", "GROUP_OF", "MODE_GROUPS", "Cell", "expand"]
+__all__ = ["GROUPS", "GROUP_OF", "Cell", "expand"]
 
 
 @dataclass(frozen=True)

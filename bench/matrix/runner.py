@@ -50,14 +50,13 @@ def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:
     return None
 
 
-TIMING_GROUPS = tuple(metric.name for metric in METRIC_REGISTRY if metric.timing)
-"""Groups whose numbers are times: on a CPU, ranks of one machine share its cores."""
 
 
 def check_shardable(spec: MatrixSpec) -> None:
     """Refuse CPU timings under torchrun: ranks on one machine share its cores, so their latencies
     disturb each other and mean nothing. Counts, sizes and memory shard fine."""
-    timed = [g for g in TIMING_GROUPS if any(m in spec.metrics for m in GROUPS[g])]
+    # times (the registry's timing metrics): on a CPU, ranks of one machine share its cores
+    timed = [m.name for m in METRIC_REGISTRY if m.timing and any(n in spec.metrics for n in m.metrics)]
     if "cpu" in spec.devices and timed:
         raise UsageError(f"under torchrun the CPU ranks share cores, so CPU timings ({', '.join(timed)}) "
                          "would disturb each other; run them in one process, or shard only CUDA devices "
