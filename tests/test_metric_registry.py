@@ -96,3 +96,20 @@ def test_a_model_without_sampling_steps_is_said_not_skipped_silently() -> None:
     cells, notes = expand(spec)
     assert {c.model for c in cells} == {"unet"}
     assert any(n.startswith("sample_time_s not measured for cunet") for n in notes)
+
+
+def test_bfloat16_memory_rows_never_stand_in_for_float32_ones() -> None:
+    """Table 2 and memory.md are float32 figures: a later bfloat16 row of the same model, batch and
+    resolution is not picked (it would be an unlabelled other number)."""
+    from bench.report.data import results_from_frame
+    from bench.report.memory import memory_data
+    from bench.report.table2 import table2_data
+
+    base = {"model": "unet", "metric": "peak_infer_mib", "unit": "MiB", "stat": "value",
+            "status": "ok", "device": "cpu", "batch_size": 1, "resolution": 64, "channels": 3,
+            "method": "cpu-subprocess-rss"}
+    results = results_from_frame(pd.DataFrame([{**base, "dtype": "float32", "value": 187.0},
+                                                {**base, "dtype": "bfloat16", "value": 104.0}]))
+    assert memory_data(results)["peak_mib"].tolist() == [187.0]
+    frame = table2_data(results).frame
+    assert frame.loc[frame["model"] == "unet", "peak_infer_mib_cpu"].tolist() == [187.0]

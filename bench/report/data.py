@@ -29,11 +29,12 @@ MODEL_ORDER = ("unet", "cunet", "cunet-attn5", "cunet-noattn", "cunet-nores", "c
                "cunet-film")
 """Presets in the order the paper presents them; models not listed follow alphabetically."""
 
-MACHINE_METRICS = frozenset({"peak_gflops"})
+MACHINE_METRICS = frozenset({"peak_gflops", "peak_bandwidth_gbs"})
 """Metrics of the device rather than of a model (their `model` is e.g. 'machine')."""
 
-AT_PAPER_INPUT = {"batch_size": 1, "resolution": 64, "channels": 3}
-"""The paper's input, 1x3x64x64; a row that does not record one of these is taken to be at it."""
+AT_PAPER_INPUT = {"batch_size": 1, "resolution": 64, "channels": 3, "dtype": "float32"}
+"""The paper's input, 1x3x64x64 in float32; a row that does not record one of these is taken to be
+at it (so a bfloat16 memory row never stands in Table 2's float32 column)."""
 
 STAT_ORDER = ("value", "median", "mean", "p50", "min", "max")
 """Which statistic stands for a single number when a metric has several."""

@@ -20,9 +20,12 @@ COLUMNS = ["device", "model", "batch_size", "phase", "peak_mib", "method"]
 
 
 def memory_data(results: Results) -> pd.DataFrame:
-    """One row per (device, model, batch, phase) with the peak MiB (the last measured)."""
+    """One row per (device, model, batch, phase) with the peak MiB (the last measured), float32
+    only: the claim it is read against is about float32 networks, and a bfloat16 row must never
+    replace a float32 one unlabelled (bfloat16 rows stay in measurements.csv)."""
     rows = results.ok[results.ok["metric"].isin(list(METRICS))].copy()
-    rows = rows[rows["resolution"].fillna(64.0) == 64.0]
+    rows = rows[(rows["resolution"].fillna(64.0) == 64.0)
+                & rows["dtype"].isin(["float32", ""])]
     records = []
     for (device, model, batch, metric), group in rows.groupby(
             ["device", "model", "batch_size", "metric"], sort=False, dropna=False):
