@@ -111,7 +111,7 @@ def test_one_row_definition_names_every_column() -> None:
     """The typed row is the column list; a context column that does not exist is refused."""
     import pytest
 
-    from bench.results import COLUMNS, Row, context_row
+    from bench.results.schema import COLUMNS, Row, context_row
 
     assert COLUMNS == list(Row.__annotations__)
     env = {"versions": {"torch": "2.x"}, "git_commit": "abc", "hostname": "h"}

@@ -10,7 +10,7 @@ import pytest
 from bench.cli import main
 from bench.errors import UsageError
 from bench.gate.baseline import load_baseline, write_baseline
-from bench.results import COLUMNS
+from bench.results.schema import COLUMNS
 
 
 def rows(**changes) -> list[dict]:

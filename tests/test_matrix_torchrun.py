@@ -81,7 +81,7 @@ def _tiny_spec():
 
 def test_rank_files_left_by_a_crash_are_resumed(tmp_path: Path) -> None:
     from bench.matrix.runner import run_matrix
-    from bench.results import MeasurementStore
+    from bench.results.store import MeasurementStore
 
     leftover = MeasurementStore(tmp_path, ".measurements.rank1.csv")
     leftover.add([{"model": "unet", "metric": "macs_thop", "value": 123.0, "status": "ok",

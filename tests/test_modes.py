@@ -217,7 +217,7 @@ def test_retry_failed_keeps_other_matrices_cells(tmp_path) -> None:
     """--retry-failed re-measures this matrix's failed cells only; a failed cell written by another
     matrix into the same directory keeps its rows."""
     from bench.matrix.runner import run_matrix
-    from bench.results import MeasurementStore
+    from bench.results.store import MeasurementStore
 
     store = MeasurementStore(tmp_path)
     store.add([{"model": "other", "metric": "latency_ms", "status": "failed", "cell": "latency_ms|other"},

@@ -8,7 +8,7 @@ import pytest
 from bench.errors import UsageError
 from bench.quality.profiles import QUALITY_PROFILES, get_profile, run_quality_profile
 from bench.report.quality import write_quality_reports
-from bench.results import read_measurements
+from bench.results.store import read_measurements
 
 
 def test_profile_names_do_not_clash_with_the_efficiency_ones():

@@ -19,7 +19,7 @@ from bench.report.quality import (
     table1_data,
     write_quality_reports,
 )
-from bench.results import MeasurementStore
+from bench.results.store import MeasurementStore
 
 CKPT = "checkpoints/x/step_0000100.pt"
 
@@ -163,7 +163,8 @@ def test_old_quality_cell_keys_resume_under_the_one_key_scheme(tmp_path) -> None
     """A quality run written before the one key scheme resumes: its cells are read in today's
     keys (the same the sweep now writes), so nothing finished is measured again."""
     from bench.quality.sweep import cell_key
-    from bench.results import MeasurementStore, quality_cell_key, train_cell_key
+    from bench.results.keys import quality_cell_key, train_cell_key
+    from bench.results.store import MeasurementStore
 
     old = [("quality/digits/unet/trained/ddim/s50/seed0",
             cell_key("digits", "unet", "trained", "ddim", 50, 0)),

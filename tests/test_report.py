@@ -26,7 +26,7 @@ from bench.report import (
     write_efficiency_reports,
 )
 from bench.report.figure4 import draw_figure4
-from bench.results import MeasurementStore
+from bench.results.store import MeasurementStore
 
 CONTEXT = {"status": "ok", "device": "cpu", "threads": 2, "dtype": "float32", "channels": 3,
            "torch": "2.9.0", "git_commit": "abc1234", "host": "testhost", "profile": "synthetic"}

@@ -116,7 +116,7 @@ def execute(args: argparse.Namespace) -> int:
     options = options_from(args)
     started = time.perf_counter()
     if args.update:
-        from bench.results import ensure_writable_file
+        from bench.results.paths import ensure_writable_file
 
         ensure_writable_file(options.baseline, "--baseline")  # before measuring anything
         return report_update(run_update(options), time.perf_counter() - started)

@@ -11,7 +11,9 @@ import argparse
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.results import MEASUREMENTS, ensure_writable_dir, read_measurements
+from bench.results.paths import ensure_writable_dir
+from bench.results.schema import MEASUREMENTS
+from bench.results.store import read_measurements
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

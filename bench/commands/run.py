@@ -60,7 +60,7 @@ def execute(args: argparse.Namespace) -> int:
     reports = args.reports or out / "reports"
     started = time.perf_counter()
     from bench.errors import parse_model_args
-    from bench.results import ensure_writable_dir
+    from bench.results.paths import ensure_writable_dir
 
     model_args = parse_model_args(args.model_arg)
     if model_args and not args.model:

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from bench.results import safe_name
+    from bench.results.paths import safe_name
     from bench.train.config import TrainConfig
 
     out = args.out or Path("runs") / "train" / f"{safe_name(args.model)}-{args.dataset}"
@@ -70,7 +70,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def execute(args: argparse.Namespace) -> int:
-    from bench.results import ensure_writable_dir
+    from bench.results.paths import ensure_writable_dir
     from bench.train import TrainingDiverged, init_distributed, train
     from bench.train.config import validate
 

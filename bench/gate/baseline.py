@@ -16,8 +16,10 @@ import pandas as pd
 
 import models
 from bench.errors import UsageError
+from bench.files import atomic_write_text
 from bench.gate.compare import KNOWN_METRICS, LATENCY_RATIO, Key
-from bench.results import COLUMNS, atomic_write_text, csv_line, file_damage
+from bench.results.damage import csv_line, file_damage
+from bench.results.schema import COLUMNS
 
 DEFAULT_BASELINE = Path("results") / "baseline.csv"
 REQUIRED_COLUMNS = ("model", "metric", "value", "unit", "stat", "device", "batch_size", "resolution",

@@ -20,7 +20,7 @@ from bench.matrix.runner import measure_cell
 from bench.matrix.spec import METRICS, MatrixSpec, parse_spec
 from bench.measure import compute
 from bench.measure.workload import torch_threads
-from bench.results import context_row
+from bench.results.schema import context_row
 from models.errors import ModelInputError
 
 Row = dict[str, Any]

@@ -15,7 +15,7 @@ import torch
 from bench.matrix.metrics import GROUP_OF, GROUPS, METRIC_OF, unvaried_axes
 from bench.matrix.spec import MatrixSpec
 from bench.measure.train_step import AMP_DEVICES
-from bench.results import cell_key
+from bench.results.keys import cell_key
 
 PAPER_RESOLUTION = 64
 __all__ = ["GROUPS", "GROUP_OF", "Cell", "expand"]
@@ -43,7 +43,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """The cell's resume key (`bench.results.cell_key`)."""
+        """The cell's resume key (`bench.results.keys.cell_key`)."""
         # eager-only keys stay as before modes existed (resume)
         modes = () if self.modes == ("eager",) else ("+".join(self.modes),)
         return cell_key(self.group, self.model, device=self.device, resolution=self.resolution,

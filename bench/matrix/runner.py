@@ -19,12 +19,15 @@ from tqdm import tqdm
 import models
 from bench.context import run_context
 from bench.errors import UsageError, failure_reason
+from bench.files import atomic_write_text
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
 from bench.matrix.measure_cells import MEASURERS
 from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure.allocator import steady_allocator
-from bench.results import MeasurementStore, atomic_write_text, context_row, ensure_writable_dir
+from bench.results.paths import ensure_writable_dir
+from bench.results.schema import context_row
+from bench.results.store import MeasurementStore
 from bench.train.distributed import init_distributed
 
 ENVIRONMENT = "environment.json"

@@ -29,16 +29,13 @@ from typing import Any
 import torch
 
 from bench.errors import UsageError
+from bench.files import atomic_write_text
 from bench.measure.workload import torch_threads
 from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_sweep
-from bench.results import (
-    MeasurementStore,
-    atomic_write_text,
-    context_row,
-    key_parts,
-    safe_name,
-    train_cell_key,
-)
+from bench.results.keys import key_parts, train_cell_key
+from bench.results.paths import safe_name
+from bench.results.schema import context_row
+from bench.results.store import MeasurementStore
 from bench.train import TrainConfig, TrainingDiverged, train
 from bench.train.checkpoints import load_for_sampling
 from bench.train.distributed import DistContext, init_distributed

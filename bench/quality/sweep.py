@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
-from bench.results import SWEEP_WALL_PER_IMAGE, quality_cell_key, safe_name
+from bench.results.keys import quality_cell_key
+from bench.results.paths import safe_name
+from bench.results.schema import SWEEP_WALL_PER_IMAGE
 from bench.train.distributed import DistContext
 
 UNTRAINED = "untrained"
@@ -110,7 +112,7 @@ def chunk_seed(seed: int, index: int) -> int:
 
 def cell_key(dataset: str, model: str, kind: str, sampler: str, steps: int | None,
              seed: int | None) -> str:
-    """Resume key of a cell (`bench.results.quality_cell_key`); `kind` is 'trained', 'untrained'
+    """Resume key of a cell (`bench.results.keys.quality_cell_key`); `kind` is 'trained', 'untrained'
     or 'data'."""
     return quality_cell_key(dataset, model, kind, sampler, steps, seed)
 
@@ -193,7 +195,7 @@ class SweepContext:
     """The real reference set (an ImageDataset or tensor at the sampling resolution)."""
     shape: tuple[int, int, int]
     store: Any
-    """A bench.results.MeasurementStore (used on rank 0 only)."""
+    """A bench.results.store.MeasurementStore (used on rank 0 only)."""
     base_row: dict[str, Any]
     """Context columns shared by every row (profile, torch, git_commit, host, device, ...)."""
     samples_dir: Path

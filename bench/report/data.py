@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.results import COLUMNS, MEASUREMENTS, SWEEP_WALL_PER_IMAGE, csv_line, read_measurements
+from bench.results.damage import csv_line
+from bench.results.schema import COLUMNS, MEASUREMENTS, SWEEP_WALL_PER_IMAGE
+from bench.results.store import read_measurements
 
 ENVIRONMENT = "environment.json"
 

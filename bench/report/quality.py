@@ -25,7 +25,8 @@ from bench.quality.features import score_label
 from bench.quality.sweep import REAL_DATA, UNTRAINED, grid_file
 from bench.report import render
 from bench.report.data import load_results, ordered_models
-from bench.results import SWEEP_WALL_PER_IMAGE, safe_name
+from bench.results.paths import safe_name
+from bench.results.schema import SWEEP_WALL_PER_IMAGE
 
 QUALITY_METRICS = frozenset({"fid", "kid_mean", "kid_std", SWEEP_WALL_PER_IMAGE, "time_per_sample_s",
                              "train_loss", "train_steps", "train_time_s", "params"})

@@ -10,7 +10,7 @@ import csv
 import io
 from pathlib import Path
 
-from bench.results import atomic_write_text
+from bench.files import atomic_write_text
 
 FIELDS = ("step", "loss", "grad_norm", "elapsed_s")
 NAME = "loss.csv"

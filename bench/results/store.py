@@ -1,0 +1,111 @@
+"""The store: reading a run directory's measurements.csv and rewriting it atomically as rows are
+added, so an interrupted run keeps everything it had finished and a resumed one skips it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UsageError
+from bench.files import atomic_write_text
+from bench.results.damage import csv_line, file_damage
+from bench.results.keys import migrate_cell_key
+from bench.results.schema import COLUMNS, MEASUREMENTS
+
+
+def read_measurements(path: Path, *, damaged: str = "raise") -> pd.DataFrame:
+    """Read a measurements CSV (a directory means its measurements.csv); empty frame if absent.
+
+    `damaged`: what to do with rows that are cut short or do not parse (`damaged_rows`): "raise" a
+    one-line UsageError naming the first such line (reports), or "keep" them (the caller decides,
+    e.g. `MeasurementStore` sets them aside and re-measures their cells)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MEASUREMENTS
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        message = f"{path} is not a readable measurements CSV ({error}); move it away or fix it"
+        raise UsageError(message) from None
+    missing = {"model", "metric", "value", "unit"} - set(frame.columns)
+    if missing:
+        raise UsageError(f"{path} lacks the columns {sorted(missing)}; is it a measurements CSV?")
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    if damaged == "raise":
+        problems = file_damage(frame, path)
+        if problems:
+            index, reason = next(iter(problems.items()))
+            raise UsageError(f"{path} line {csv_line(frame, index)}: {reason}; the file is damaged "
+                             f"({len(problems)} bad row(s)); restore it, or run the same "
+                             "'python -m bench run' again to set them aside and re-measure")
+    return frame
+
+
+class MeasurementStore:
+    """Rows of one run directory's measurements.csv; every `add` rewrites the file atomically,
+    so an interrupted run keeps everything it had finished."""
+
+    def __init__(self, directory: Path, name: str = MEASUREMENTS) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / name
+        self.notices: list[str] = []
+        """What was done on opening (damaged rows set aside), for the caller to print."""
+        self.frame = read_measurements(self.path, damaged="keep")
+        if self.path.exists():
+            self._set_aside_damaged()
+            self.frame["cell"] = self.frame["cell"].map(migrate_cell_key)
+
+    def _set_aside_damaged(self) -> None:
+        """Drop rows that are cut short or do not parse, with every row of their cells (a cell cut
+        in the middle looks finished otherwise), after keeping a copy of the file beside it."""
+        problems = file_damage(self.frame, self.path)
+        if not problems:
+            return
+        copy = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        shutil.copyfile(self.path, copy)
+        cells = self.frame["cell"].astype(str).where(self.frame["cell"].notna(), "")
+        positions = list(self.frame.index)
+        suspect = set()
+        for index in problems:
+            suspect.add(cells[index])
+            before = positions.index(index) - 1
+            if before >= 0:  # rows of a cell are written together: the cell the cut row continued
+                suspect.add(cells[positions[before]])
+        suspect.discard("")
+        drop = self.frame.index.isin(list(problems)) | cells.isin(suspect)
+        first = next(iter(problems))
+        self.notices.append(
+            f"{self.path}: set aside {int(drop.sum())} row(s) ({len(problems)} damaged, first at line "
+            f"{csv_line(self.frame, first)}: {problems[first]}) and {len(suspect)} cell(s) to "
+            f"re-measure; the damaged file is kept as {copy.name}")
+        self.frame = self.frame[~drop]
+        self.save()
+
+    def done_cells(self) -> set[str]:
+        """Cells that finished (ok or failed) in an earlier, possibly interrupted, run."""
+        if self.frame.empty or "cell" not in self.frame:
+            return set()
+        return set(self.frame["cell"].dropna().astype(str))
+
+    def drop_cells(self, cells: Iterable[str]) -> None:
+        """Forget rows of these cells (used to re-measure failed cells)."""
+        cells = set(cells)
+        self.frame = self.frame[~self.frame["cell"].astype(str).isin(cells)]
+
+    def add(self, rows: Iterable[Mapping[str, object]]) -> None:
+        new = pd.DataFrame([{c: row.get(c) for c in COLUMNS} for row in rows], columns=COLUMNS)
+        if new.empty:
+            return
+        self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_text(self.path, self.frame.to_csv(index=False, columns=COLUMNS))
