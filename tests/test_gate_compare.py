@@ -8,8 +8,8 @@ import platform
 import pytest
 
 from bench.commands.check import parse_overrides
+from bench.commands.values import parse_cli_value as parse_value
 from bench.errors import UsageError
-from bench.errors import parse_cli_value as parse_value
 from bench.gate import compare as cmp
 from bench.gate.table import findings_table, format_change, format_value, render
 from bench.measure.allocator import steady_allocator

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UsageError, parse_cli_value
+from bench.commands.values import parse_cli_value
+from bench.errors import UsageError
 from bench.gate.baseline import DEFAULT_BASELINE
 from bench.gate.run import CheckResult, GateOptions, UpdateResult, run_check, run_update
 from bench.gate.table import changes_table, findings_table, summary_table

@@ -59,7 +59,7 @@ def execute(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / name
     reports = args.reports or out / "reports"
     started = time.perf_counter()
-    from bench.errors import parse_model_args
+    from bench.commands.values import parse_model_args
     from bench.results.paths import ensure_writable_dir
 
     model_args = parse_model_args(args.model_arg)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.errors import parse_model_args
+from bench.commands.values import parse_model_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
