@@ -18,7 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.errors import UsageError, parse_model_args
+from bench.commands.values import parse_model_args
+from bench.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
