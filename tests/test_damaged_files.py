@@ -119,3 +119,58 @@ def test_one_row_definition_names_every_column() -> None:
     assert row["torch"] == "2.x" and row["host"] == "h" and set(row) <= set(COLUMNS)
     with pytest.raises(ValueError, match="batchsize"):
         context_row(env, model="unet", batchsize=1)
+
+
+def _header_cut(text: str) -> str:
+    return text[:200]  # `head -c 200 measurements.csv`: a header cut mid-line, no rows
+
+
+def _header_only(text: str) -> str:
+    return text.splitlines(keepends=True)[0]  # a full header line, no rows
+
+
+@pytest.mark.parametrize(("damage", "reason"), [(_header_cut, "ends inside its header line"),
+                                                (_header_only, "holds a header but no rows")])
+def test_report_refuses_a_file_without_rows(measured, tmp_path, capsys, damage, reason) -> None:
+    """Not tables of 'not measured' with exit 0: the rows such a file held are lost, not absent."""
+    run = _copy_run(measured, tmp_path)
+    path = run / "measurements.csv"
+    path.write_text(damage(path.read_text()))
+    assert main(["report", "--results", str(run), "--out", str(tmp_path / "rep")]) == 2
+    line = _one_error_line(capsys)
+    assert str(path) in line and reason in line and "restore it" in line and "move it away" in line
+    assert not (tmp_path / "rep").exists() or not list((tmp_path / "rep").iterdir())
+
+
+@pytest.mark.parametrize(("damage", "reason"), [(_header_cut, "ends inside its header line"),
+                                                (_header_only, "holds a header but no rows")])
+def test_resume_refuses_a_file_without_rows(measured, tmp_path, capsys, damage, reason) -> None:
+    """A resumed run neither measures afresh over such a file nor rewrites it: the user decides."""
+    run = _copy_run(measured, tmp_path)
+    path = run / "measurements.csv"
+    path.write_text(damage(path.read_text()))
+    before = path.read_bytes()
+    config = tmp_path / "tiny.toml"
+    config.write_text(MATRIX)
+    assert main(["run", "--config", str(config), "--out", str(run), "--no-progress",
+                 "--reports", str(tmp_path / "rep")]) == 2
+    line = _one_error_line(capsys)
+    assert str(path) in line and reason in line and "move it away" in line
+    assert path.read_bytes() == before and not list(run.glob("measurements.csv.damaged-*"))
+
+
+def test_a_store_whose_every_row_is_set_aside_leaves_no_file(measured, tmp_path) -> None:
+    """So the store itself never leaves a header without rows, which is why such a file is damage:
+    the damaged copy is kept and the next run starts afresh."""
+    from bench.results.store import MeasurementStore
+
+    run = _copy_run(measured, tmp_path)
+    path = run / "measurements.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:20])  # the only row, cut short
+    store = MeasurementStore(run)
+    assert store.frame.empty and not path.exists() and store.done_cells() == set()
+    assert "set aside 1 row(s)" in store.notices[0]
+    assert list(run.glob("measurements.csv.damaged-*"))
+    assert MeasurementStore(run).frame.empty  # reopening finds nothing to refuse
+

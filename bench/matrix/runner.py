@@ -99,7 +99,7 @@ def _merge_rank_files(out_dir: Path, store: MeasurementStore) -> None:
         rows += frame.to_dict("records")
     store.add([{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows])
     for part in parts:
-        part.unlink()
+        part.unlink(missing_ok=True)  # a rank file whose every row was damaged is already gone
 
 
 def _device_index(cell: Cell) -> int | None:

@@ -52,6 +52,24 @@ def damaged_rows(frame: pd.DataFrame, *, ends_with_newline: bool = True,
     return problems
 
 
+def file_problem(path: Path) -> str | None:
+    """Why the file as a whole cannot be trusted, or None: it is empty, ends inside its header line,
+    or holds a header and no rows.
+
+    The store writes the header only together with rows (`MeasurementStore.save` removes a file
+    left with none), so such a file was cut or truncated by something else (a copy that stopped,
+    `head -c`), and the rows it held are lost rather than "not measured"."""
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        if not header.strip():
+            return "the file is empty"
+        if not header.endswith(b"\n"):
+            return "the file ends inside its header line"
+        if any(line.strip() for line in handle):
+            return None
+    return "the file holds a header but no rows"
+
+
 def csv_line(frame: pd.DataFrame, index: int) -> int:
     """The 1-based line of a row in the CSV it was read from (line 1 is the header)."""
     return list(frame.index).index(index) + 2

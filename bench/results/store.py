@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.errors import UsageError
 from bench.files import atomic_write_text
-from bench.results.damage import csv_line, file_damage
+from bench.results.damage import csv_line, file_damage, file_problem
 from bench.results.keys import migrate_cell_key
 from bench.results.schema import COLUMNS, MEASUREMENTS
 
@@ -22,12 +22,20 @@ def read_measurements(path: Path, *, damaged: str = "raise") -> pd.DataFrame:
 
     `damaged`: what to do with rows that are cut short or do not parse (`damaged_rows`): "raise" a
     one-line UsageError naming the first such line (reports), or "keep" them (the caller decides,
-    e.g. `MeasurementStore` sets them aside and re-measures their cells)."""
+    e.g. `MeasurementStore` sets them aside and re-measures their cells). A file damaged as a whole
+    (`file_problem`: empty, cut inside its header, no rows) is refused either way: nothing in it
+    says which cells it held, so neither a report nor a resumed run may take it for "nothing
+    measured yet"."""
     path = Path(path)
     if path.is_dir():
         path = path / MEASUREMENTS
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
+    problem = file_problem(path)
+    if problem:
+        raise UsageError(f"{path}: {problem} (the suite never writes such a file: it was cut "
+                         "short); restore it from a copy, or move it away and run 'python -m bench "
+                         "run' again to measure afresh")
     try:
         frame = pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
@@ -108,4 +116,9 @@ class MeasurementStore:
         self.save()
 
     def save(self) -> None:
+        """Rewrite the file atomically; a store left without rows (every row set aside) removes it,
+        so a file holding a header and no rows is always damage (`file_problem`)."""
+        if self.frame.empty:
+            self.path.unlink(missing_ok=True)
+            return
         atomic_write_text(self.path, self.frame.to_csv(index=False, columns=COLUMNS))
