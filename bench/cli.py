@@ -21,7 +21,8 @@ COMMANDS = {
     "report": "Redraw tables and plots from existing CSVs without measuring.",
     "train": "Train a denoiser on a dataset with the DDPM loss.",
     "check": "Efficiency regression gate against a committed baseline.",
-    "profile": "Where a denoiser call's time goes: per block, per kind of work, GPU busy vs idle.",
+    "breakdown": "Where a denoiser call's time goes: per block, per kind of work, GPU busy vs idle.",
+    "profile": "Deprecated: the old name of 'breakdown' (removed in the next release).",
 }
 
 

@@ -165,11 +165,11 @@ def test_the_diffusers_ddpm_peer() -> None:
     assert set(rows[rows["metric"] == "latency_ratio"]["model"]) == {"unet", "ddpm"}
 
 
-def test_a_user_factory_profiled(outside: Path) -> None:
-    assert main(["profile", "--model", "mynets_mod:make", "--resolution", "16", "--calls", "2",
+def test_a_user_factory_broken_down(outside: Path) -> None:
+    assert main(["breakdown", "--model", "mynets_mod:make", "--resolution", "16", "--calls", "2",
                  "--warmup", "1", "--threads", "1", "--out", str(outside / "p")]) == 0
-    rows = pd.read_csv(outside / "p" / "profile.csv")
-    shares = rows[rows["metric"] == "profile_block_pct"]
+    rows = pd.read_csv(outside / "p" / "breakdown.csv")
+    shares = rows[rows["metric"] == "breakdown_block_pct"]
     assert set(shares["stat"]) == {"inp", "time", "out", "rest"}  # its top-level children
     assert shares["value"].sum() == pytest.approx(100.0, abs=0.01)
 

@@ -1,10 +1,12 @@
-"""Where a denoiser call's time goes: per block, per kind of work, and (on CUDA) how much of the call
-the GPU is busy.
+"""The time breakdown of a denoiser call: where its time goes per block, per kind of work, and (on
+CUDA) how much of the call the GPU is busy.
 
-Built on `torch.profiler`. Each profiled block is wrapped in a `record_function` range by module
+Built on `torch.profiler` ("breakdown" is the suite's one name for this; a "profile" is a benchmark
+preset in bench/profiles/). Each profiled block is wrapped in a `record_function` range by module
 hooks, so the model's code is not touched. The model names its blocks itself through an optional
-`profile_blocks()` method returning (name, module) pairs (several modules may share a name, e.g. a
-time embedding made of two layers); a model without it is profiled per top-level child module.
+`profile_blocks()` method (the model protocol's name, see models/factory.py) returning (name,
+module) pairs (several modules may share a name, e.g. a time embedding made of two layers); a model
+without it is timed per top-level child module.
 Blocks nest: a cU-Net's ODE block contains its ODE function, and the block's *own* time (its time
 minus the function's) is the solver's bookkeeping.
 
@@ -21,6 +23,9 @@ Per call (averaged over `calls` profiled calls after `warmup` unprofiled ones):
 Times are CPU wall time of the ranges on the CPU, and of the same ranges on CUDA (the host side:
 what an eager batch-1 call is bound by); all include the profiler's own overhead, so profiled calls
 are never latency samples.
+
+Rows are named `breakdown_*` (ROW_PREFIX); results written before the rename hold the same rows as
+`profile_*` (OLD_ROW_PREFIX), which `with_current_names` reads as today's names.
 """
 
 from __future__ import annotations
@@ -32,8 +37,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
+
+ROW_PREFIX = "breakdown_"
+OLD_ROW_PREFIX = "profile_"
+"""The rows' prefix before the rename (committed results hold `profile_call_ms` etc.)."""
+CALL_MS = ROW_PREFIX + "call_ms"
+BLOCK_MS = ROW_PREFIX + "block_ms"
+BLOCK_PCT = ROW_PREFIX + "block_pct"
+KIND_MS = ROW_PREFIX + "kind_ms"
+GPU_BUSY_MS = ROW_PREFIX + "gpu_busy_ms"
+LAUNCH_BOUND_PCT = ROW_PREFIX + "launch_bound_pct"
+KERNELS = ROW_PREFIX + "kernels"
+MEAN_KERNEL_US = ROW_PREFIX + "mean_kernel_us"
 
 CALL = "denoiser call"
 PREFIX = "block:"
@@ -61,8 +79,8 @@ def kind_of(op_name: str) -> str:
     return "elementwise/activation"
 
 
-def profile_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) pairs to profile: the model's own `profile_blocks()`, else its top-level
+def named_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) pairs to time: the model's own `profile_blocks()`, else its top-level
     children."""
     inner = getattr(model, "module", model)
     own = getattr(inner, "profile_blocks", None)
@@ -99,8 +117,8 @@ def block_ranges(blocks: list[tuple[str, nn.Module]]) -> Iterator[None]:
 
 
 @dataclass
-class ProfileResult:
-    """Per-call averages of one profiled model (milliseconds unless said otherwise)."""
+class Breakdown:
+    """Per-call averages of one model's profiled calls (milliseconds unless said otherwise)."""
 
     call_ms: float
     blocks: dict[str, float]
@@ -133,12 +151,12 @@ def _is_ode_block(module: nn.Module) -> bool:
     return hasattr(module, "func") and hasattr(module, "last_nfe")
 
 
-def profile_call(fn: Callable[[], object], model: nn.Module, *, device: torch.device,
-                 calls: int = 5, warmup: int = 3, trace_path: Path | None = None) -> ProfileResult:
+def breakdown_call(fn: Callable[[], object], model: nn.Module, *, device: torch.device,
+                   calls: int = 5, warmup: int = 3, trace_path: Path | None = None) -> Breakdown:
     """Profile `calls` calls of `fn` (one denoiser call, or one sampler step) after `warmup`
     unprofiled ones; `model` is the network whose blocks are named. Writes a Chrome/Perfetto
     trace to `trace_path` when given."""
-    blocks = profile_blocks(model)
+    blocks = named_blocks(model)
     ode_names = [name for name, module in blocks if _is_ode_block(module)]
     for _ in range(warmup):
         fn()
@@ -163,7 +181,7 @@ def _duration_us(event) -> float:
 
 
 def _summarise(events, block_names: list[str], ode_names: list[str], calls: int,
-               device: torch.device) -> ProfileResult:
+               device: torch.device) -> Breakdown:
     call_events = [e for e in events if e.name == CALL]
     call_us = sum(_duration_us(e) for e in call_events)
     exclusive: dict[str, float] = {name: 0.0 for name in dict.fromkeys(block_names)}
@@ -195,7 +213,7 @@ def _summarise(events, block_names: list[str], ode_names: list[str], calls: int,
     blocks_ms = {name: us * per_call for name, us in exclusive.items()}
     blocks_ms["rest"] = max(call_us - sum(exclusive.values()), 0.0) * per_call
     kinds["other"] = max(call_us - ops_us, 0.0)
-    result = ProfileResult(call_ms=call_us * per_call, blocks=blocks_ms, ode_blocks=ode_names,
+    result = Breakdown(call_ms=call_us * per_call, blocks=blocks_ms, ode_blocks=ode_names,
                            kinds={k: v * per_call for k, v in kinds.items()}, calls=calls,
                            device=str(device))
     if device.type == "cuda":
@@ -203,7 +221,7 @@ def _summarise(events, block_names: list[str], ode_names: list[str], calls: int,
     return result
 
 
-def _gpu_activity(result: ProfileResult, events, call_events, calls: int) -> None:
+def _gpu_activity(result: Breakdown, events, call_events, calls: int) -> None:
     """Kernels per call, mean kernel time and busy time (union of kernel intervals inside the
     calls' wall windows)."""
     kernels = [e for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA
@@ -239,41 +257,41 @@ def category_of(block: str) -> str:
     return "rest" if block == "rest" else "transitions & I/O"
 
 
-def result_rows(result: ProfileResult) -> list[dict[str, object]]:
-    """Tidy rows (metric, value, unit, stat, method) of one profile; the caller adds context."""
+def breakdown_rows(result: Breakdown) -> list[dict[str, object]]:
+    """Tidy rows (metric, value, unit, stat, method) of one breakdown; the caller adds context."""
     how = (f"torch.profiler, {result.calls} profiled calls after warm-up, per-call mean; includes "
            "profiler overhead (never a latency sample)")
     rows: list[dict[str, object]] = [
-        {"metric": "profile_call_ms", "value": result.call_ms, "unit": "ms", "stat": "mean",
+        {"metric": CALL_MS, "value": result.call_ms, "unit": "ms", "stat": "mean",
          "method": how}]
     shares = result.shares()
     for block, ms in result.blocks.items():
         method = f"{how}; category {category_of(block)}; exclusive time"
-        rows.append({"metric": "profile_block_ms", "value": ms, "unit": "ms", "stat": block,
+        rows.append({"metric": BLOCK_MS, "value": ms, "unit": "ms", "stat": block,
                      "method": method})
-        rows.append({"metric": "profile_block_pct", "value": shares.get(block, 0.0), "unit": "%",
+        rows.append({"metric": BLOCK_PCT, "value": shares.get(block, 0.0), "unit": "%",
                      "stat": block, "method": method})
     for kind, ms in result.kinds.items():
-        rows.append({"metric": "profile_kind_ms", "value": ms, "unit": "ms", "stat": kind,
+        rows.append({"metric": KIND_MS, "value": ms, "unit": "ms", "stat": kind,
                      "method": f"{how}; operators' self time by kind; 'other' = Python and dispatch"})
     if result.gpu_busy_ms is not None:
         rows += [
-            {"metric": "profile_gpu_busy_ms", "value": result.gpu_busy_ms, "unit": "ms", "stat": "mean",
+            {"metric": GPU_BUSY_MS, "value": result.gpu_busy_ms, "unit": "ms", "stat": "mean",
              "method": f"{how}; union of kernel intervals within the call"},
-            {"metric": "profile_launch_bound_pct", "value": 100.0 * (result.launch_bound_fraction or 0.0),
+            {"metric": LAUNCH_BOUND_PCT, "value": 100.0 * (result.launch_bound_fraction or 0.0),
              "unit": "%", "stat": "mean", "method": f"{how}; 100 x (1 - GPU busy / call wall time)"},
-            {"metric": "profile_kernels", "value": result.kernels_per_call, "unit": "count",
+            {"metric": KERNELS, "value": result.kernels_per_call, "unit": "count",
              "stat": "mean", "method": how},
-            {"metric": "profile_mean_kernel_us", "value": result.mean_kernel_us, "unit": "us",
+            {"metric": MEAN_KERNEL_US, "value": result.mean_kernel_us, "unit": "us",
              "stat": "mean", "method": how},
         ]
     return rows
 
 
-def profile_denoiser(net: nn.Module, *, device: torch.device, dtype: torch.dtype, batch: int,
-                     resolution: int, channels: int = 3, mode: str = "eager", what: str = "call",
-                     calls: int = 5, warmup: int = 3, trace_path: Path | None = None) -> ProfileResult:
-    """Profile one denoiser call (or one DDPM sampler step: call + update) in `mode`; the mode's
+def breakdown_denoiser(net: nn.Module, *, device: torch.device, dtype: torch.dtype, batch: int,
+                       resolution: int, channels: int = 3, mode: str = "eager", what: str = "call",
+                       calls: int = 5, warmup: int = 3, trace_path: Path | None = None) -> Breakdown:
+    """The breakdown of one denoiser call (or one DDPM sampler step: call + update) in `mode`; the mode's
     output is checked against eager first (`bench.measure.modes.prepare`)."""
     from bench.measure import modes
     from bench.measure.workload import build_diffusion, denoiser_inputs
@@ -294,9 +312,27 @@ def profile_denoiser(net: nn.Module, *, device: torch.device, dtype: torch.dtype
             def call() -> torch.Tensor:  # noqa: F811 - one sampler step around the prepared call
                 return ddpm_step(prepared.call(), x, step, schedule, diffusion.prediction,
                                  lambda: noise)
-        result = profile_call(call, net, device=device, calls=calls, warmup=warmup,
-                              trace_path=trace_path)
+        result = breakdown_call(call, net, device=device, calls=calls, warmup=warmup,
+                                trace_path=trace_path)
     if mode != "eager":
         result.notes.append(f"mode {mode}: blocks are not seen inside compiled or replayed code, "
                             "so their time is under 'rest'")
     return result
+
+
+def with_current_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with rows written before the rename (`profile_*`) named as today's (`breakdown_*`),
+    so that readers handle old and new results alike."""
+    metric = frame["metric"].astype(str)
+    old = metric.str.startswith(OLD_ROW_PREFIX)
+    if not old.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[old, "metric"] = ROW_PREFIX + metric[old].str.slice(len(OLD_ROW_PREFIX))
+    return frame
+
+
+def is_breakdown_metric(metric: pd.Series) -> pd.Series:
+    """Which rows are breakdown rows, under the old name or the new."""
+    text = metric.astype(str)
+    return text.str.startswith(ROW_PREFIX) | text.str.startswith(OLD_ROW_PREFIX)

@@ -1,5 +1,7 @@
 """reports/profile.md (+ profile_blocks.csv, profile.png): where each denoiser's time goes, from the
-`profile` rows of a run (matrix metric `profile`, or `python -m bench profile`'s profile.csv).
+breakdown rows of a run (the matrix's torch.profiler metric, or `python -m bench breakdown`'s
+breakdown.csv). Rows of results written before the rename (`profile_*`) are read as today's
+(`breakdown_*`); the report's file names stay those of the committed reports.
 
 Per context: the share of the call in each block category (comparable across architectures), the
 per-block table of every model, the kinds of work, and on CUDA the GPU's busy time and the
@@ -12,7 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure.profiling import BLOCK_CATEGORIES, KINDS, category_of
+from bench.measure.breakdown import (
+    BLOCK_CATEGORIES,
+    BLOCK_MS,
+    BLOCK_PCT,
+    CALL_MS,
+    GPU_BUSY_MS,
+    KERNELS,
+    KIND_MS,
+    KINDS,
+    LAUNCH_BOUND_PCT,
+    MEAN_KERNEL_US,
+    category_of,
+    is_breakdown_metric,
+    with_current_names,
+)
 from bench.report import render
 from bench.report.data import Results, environment_details, fmt, ordered_models
 
@@ -21,7 +37,8 @@ KEYS = ["device", "dtype", "batch_size", "resolution", "mode"]
 
 def category_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model (and context): percent of the call in each block category."""
-    rows = frame[frame["metric"] == "profile_block_pct"].copy()
+    rows = with_current_names(frame)
+    rows = rows[rows["metric"] == BLOCK_PCT].copy()
     rows["category"] = rows["stat"].map(category_of)
     keys = [c for c in ("model", "device", "dtype", "batch_size", "mode") if c in rows]
     wide = rows.pivot_table(index=keys, columns="category", values="value", aggfunc="sum", fill_value=0.0)
@@ -47,11 +64,9 @@ def draw_blocks(frame: pd.DataFrame):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return figure
 
-
-
-def _profile_rows(results: Results) -> pd.DataFrame:
+def _breakdown_rows(results: Results) -> pd.DataFrame:
     frame = results.all_modes if results.all_modes is not None else results.ok
-    rows = frame[frame["metric"].astype(str).str.startswith("profile_")].copy()
+    rows = with_current_names(frame[is_breakdown_metric(frame["metric"])]).copy()
     rows["mode"] = rows["mode"].where(rows["mode"] != "", "eager")
     return rows
 
@@ -72,34 +87,34 @@ def render_markdown(rows: pd.DataFrame, results: Results) -> str:
         cats = [c for c in BLOCK_CATEGORIES if c in wide.columns]
         table = []
         for model in names:
-            call = section[(section["model"] == model) & (section["metric"] == "profile_call_ms")]
+            call = section[(section["model"] == model) & (section["metric"] == CALL_MS)]
             table.append([model, fmt(call["value"].iloc[-1], 2) if not call.empty else ""]
                          + [fmt(wide.loc[model, c], 1) for c in cats])
         out += [render.markdown_table(["model", "profiled ms"] + [f"% {c}" for c in cats], table), ""]
         kinds_table = []
         for model in names:
-            mine = section[(section["model"] == model) & (section["metric"] == "profile_kind_ms")]
+            mine = section[(section["model"] == model) & (section["metric"] == KIND_MS)]
             total = mine["value"].sum()
             by = mine.set_index("stat")["value"]
             kinds_table.append([model] + [fmt(100 * by.get(k, 0.0) / total, 1) if total else ""
                                           for k in KINDS])
         out += ["Kinds of work (% of the call; 'other' = Python and dispatch between operators):", "",
                 render.markdown_table(["model"] + list(KINDS), kinds_table), ""]
-        gpu = section[section["metric"].isin(["profile_launch_bound_pct", "profile_kernels",
-                                              "profile_mean_kernel_us", "profile_gpu_busy_ms"])]
+        gpu = section[section["metric"].isin([LAUNCH_BOUND_PCT, KERNELS,
+                                              MEAN_KERNEL_US, GPU_BUSY_MS])]
         if not gpu.empty:
             table = []
             for model in names:
                 mine = gpu[gpu["model"] == model].set_index("metric")["value"]
-                table.append([model, fmt(mine.get("profile_gpu_busy_ms"), 3),
-                              fmt(mine.get("profile_launch_bound_pct"), 1),
-                              fmt(mine.get("profile_kernels"), 0),
-                              fmt(mine.get("profile_mean_kernel_us"), 1)])
+                table.append([model, fmt(mine.get(GPU_BUSY_MS), 3),
+                              fmt(mine.get(LAUNCH_BOUND_PCT), 1),
+                              fmt(mine.get(KERNELS), 0),
+                              fmt(mine.get(MEAN_KERNEL_US), 1)])
             out += [render.markdown_table(["model", "GPU busy ms", "GPU idle (launch-bound) %",
                                            "kernels per call", "mean kernel us"], table), ""]
         for model in names:
-            blocks = section[(section["model"] == model) & (section["metric"] == "profile_block_pct")]
-            ms = section[(section["model"] == model) & (section["metric"] == "profile_block_ms")]
+            blocks = section[(section["model"] == model) & (section["metric"] == BLOCK_PCT)]
+            ms = section[(section["model"] == model) & (section["metric"] == BLOCK_MS)]
             ms = ms.set_index("stat")["value"]
             out += [f"<details><summary>{model}: every block</summary>", "",
                     render.markdown_table(["block", "category", "ms", "%"],
@@ -109,8 +124,9 @@ def render_markdown(rows: pd.DataFrame, results: Results) -> str:
     return "\n".join(out + environment_details(results))
 
 
-def write_profile_report(results: Results, out_dir: Path) -> list[Path]:
-    rows = _profile_rows(results)
+def write_breakdown_report(results: Results, out_dir: Path) -> list[Path]:
+    """profile.md, profile_blocks.csv and profile.png of the run's breakdown rows (none without)."""
+    rows = _breakdown_rows(results)
     if rows.empty:
         return []
     return [render.write_text(out_dir / "profile.md", render_markdown(rows, results)),
