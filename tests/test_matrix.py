@@ -209,9 +209,21 @@ def test_unknown_metric(tmp_path, capsys):
 
 
 def test_unknown_profile(capsys):
+    """The error and `run --help` list every profile file in bench/profiles, of both kinds."""
+    from bench.profiles import PROFILE_DIR
+
+    every = {p.stem for p in PROFILE_DIR.glob("*.toml")}
+    assert {"quick", "paper", "where", "peers", "smoke", "digits", "paper-quality"} <= every
     assert main(["run", "--profile", "huge"]) == 2
     err = capsys.readouterr().err
-    assert "unknown profile 'huge'" in err and "quick" in err
+    assert "unknown profile 'huge'" in err and len(err.strip().splitlines()) == 1
+    listed = set(err.split("available: ", 1)[1].replace("efficiency: ", "").replace("quality: ", "")
+                 .replace(";", ",").strip().split(", "))
+    assert listed == every
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = "".join(capsys.readouterr().out.split())  # wrapped lines joined again
+    assert all(name in help_text for name in every)
 
 
 def test_missing_config_file(tmp_path, capsys):

@@ -231,13 +231,16 @@ def test_retry_failed_keeps_other_matrices_cells(tmp_path) -> None:
 
 
 def test_every_built_in_profile_parses() -> None:
-    """Each shipped profile is valid here; the CUDA-only ones say so in one line on a CPU box."""
-    from bench.matrix.spec import EFFICIENCY_PROFILES, load_spec
+    """Each shipped efficiency profile is valid here, its models too; the CUDA-only ones say so in
+    one line on a CPU box."""
+    from bench.matrix.spec import load_spec, validate_models
+    from bench.profiles import profile_names
 
-    for name in EFFICIENCY_PROFILES:
-        spec_devices = load_spec(name).devices if CUDA or name not in ("gpu", "where-gpu") else None
-        if spec_devices is None:
+    for name in profile_names("matrix"):
+        if not CUDA and name in ("gpu", "where-gpu"):
             with pytest.raises(UsageError, match="CUDA machine"):
                 load_spec(name)
-        else:
-            assert spec_devices
+            continue
+        spec = load_spec(name)
+        validate_models(spec)
+        assert spec.devices

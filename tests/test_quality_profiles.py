@@ -6,19 +6,96 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UsageError
-from bench.quality.profiles import QUALITY_PROFILES, get_profile, run_quality_profile
+from bench.quality.profiles import get_profile, run_quality_profile
 from bench.report.quality import write_quality_reports
 from bench.results.store import read_measurements
 
 
-def test_profile_names_do_not_clash_with_the_efficiency_ones():
-    assert set(QUALITY_PROFILES) == {"smoke", "digits", "paper-quality"}
-    assert not set(QUALITY_PROFILES) & {"quick", "paper", "full"}
+def test_quality_profiles_are_files_in_the_one_profile_folder():
+    from bench.profiles import PROFILE_DIR, profile_names
+
+    assert set(profile_names("quality")) == {"smoke", "digits", "paper-quality"}
+    assert not set(profile_names("quality")) & set(profile_names("matrix"))
+    assert set(profile_names()) == {p.stem for p in PROFILE_DIR.glob("*.toml")}
+    for name in profile_names("quality"):
+        assert (PROFILE_DIR / f"{name}.toml").is_file() and get_profile(name).name == name
 
 
 def test_unknown_profile():
-    with pytest.raises(UsageError, match="unknown quality profile 'fast'"):
+    with pytest.raises(UsageError, match="unknown profile 'fast'; available: efficiency: quick"):
         get_profile("fast")
+    with pytest.raises(UsageError, match="'quick' is an efficiency profile"):
+        get_profile("quick")
+
+
+def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
+    """The TOML files hold exactly the settings the profiles had as Python dataclasses (written out
+    here as they were), so results, cell keys and resume stay the same."""
+    from bench.quality.profiles import ModelPlan, QualityProfile
+    from bench.quality.sweep import SweepSettings
+    from bench.train import TrainConfig
+
+    monkeypatch.delenv("BENCH_QUALITY_DATASETS", raising=False)
+    old = {
+        "smoke": QualityProfile(
+            name="smoke",
+            description="tiny unet and cunet-film on 32x32 digits, 30 training steps, 2x2 sweep",
+            datasets=("digits",), resolution=32, channels=1,
+            models=(ModelPlan("unet", {"width": 8, "attn_heads": 1, "attn_dim_head": 8}),
+                    ModelPlan("cunet-film", {"width": 2, "attn_heads": 1, "attn_dim_head": 8})),
+            train=TrainConfig(model="unet", steps=30, batch_size=16, lr=2e-3, ema_decay=0.9,
+                              prediction="v", schedule="sigmoid", checkpoint_every=15, log_every=5,
+                              progress=False),
+            sweep=SweepSettings(steps=(2, 5), n=24, seeds=(0, 1), chunk=24, time_repeats=1, grid=16,
+                                untrained_steps=(5,)),
+            threads=1, device="cpu"),
+        "digits": QualityProfile(
+            name="digits",
+            description="unet / cunet / cunet-film at 1/4 of the paper's widths on 32x32 digits",
+            datasets=("digits",), resolution=32, channels=1,
+            models=(ModelPlan("unet", {"width": 16, "attn_dim_head": 8}),
+                    ModelPlan("cunet", {"width": 4, "attn_dim_head": 8}),
+                    ModelPlan("cunet-film", {"width": 4, "attn_dim_head": 8})),
+            train=TrainConfig(model="unet", steps=800, batch_size=32, lr=1e-3, ema_decay=0.99,
+                              prediction="v", schedule="sigmoid", checkpoint_every=100,
+                              log_every=20, progress=True),
+            sweep=SweepSettings(steps=(5, 10, 20, 50, 100), n=100, seeds=(0, 1), chunk=50,
+                                time_repeats=3, grid=64, untrained_steps=(5, 20))),
+        "paper-quality": QualityProfile(
+            name="paper-quality",
+            description="full-width presets at 64x64 on MNIST / CelebA / LSUN Church (GPU)",
+            datasets=("mnist", "celeba", "lsun-church"), resolution=64, channels=3,
+            models=(ModelPlan("unet"), ModelPlan("cunet"), ModelPlan("cunet-film")),
+            train=TrainConfig(model="unet", steps=100_000, batch_size=128, lr=2e-4,
+                              ema_decay=0.9999, ema_every=10, prediction="v", schedule="sigmoid",
+                              amp=True, checkpoint_every=5_000, log_every=100, num_workers=8,
+                              progress=True),
+            sweep=SweepSettings(steps=(5, 10, 20, 30, 50, 80, 100, 250), n=10_000, seeds=(0, 1, 2),
+                                extractor="inception-v3-compat", chunk=250, time_repeats=3,
+                                grid=64, n_real=50_000),
+            hflip_datasets=("celeba", "lsun-church")),
+    }
+    for name, profile in old.items():
+        assert get_profile(name) == profile, name
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [2]\n[train]\nstep = 3\n", "[train] does not take"),
+    ("[quality]\nmodels = ['unet']\n", "[sweep] steps is missing"),
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [2]\n[extra]\n", "unknown table(s) extra"),
+    ("[quality]\nmodels = 'unet'\n[sweep]\nsteps = [2]\n", "non-empty list of model names"),
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [2]\n[overrides]\ncunet = { width = 4 }\n",
+     "not among [quality] models"),
+])
+def test_bad_quality_profile_files_are_one_line(tmp_path, capsys, text, message):
+    from bench.cli import main
+
+    config = tmp_path / "q.toml"
+    config.write_text(text)
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "o").exists()
 
 
 def test_paper_quality_without_data_is_a_clear_error(tmp_path, monkeypatch):
@@ -71,11 +148,8 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     # A longer budget continues training, and the sweep of the changed models is redone.
     from dataclasses import replace
 
-    from bench.quality import profiles
-
     longer = replace(profile, train=replace(profile.train, steps=profile.train.steps + 2))
-    monkeypatch.setitem(profiles.PROFILES, "smoke", longer)
-    run_quality_profile("smoke", results)
+    run_quality_profile(longer, results)
     again = read_measurements(results)
     assert len(again) == rows
     trained = again[(again["metric"] == "fid") & again["checkpoint"].str.startswith("checkpoints/")]

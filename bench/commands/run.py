@@ -1,8 +1,9 @@
 """`python -m bench run`: run a benchmark profile and draw its reports.
 
-Efficiency profiles (`quick`, the default; `paper`; `full`; or `--config FILE.toml`) measure the
-matrix of models x resolutions x batch sizes x devices x metrics. Quality profiles (`smoke`,
-`digits`, `paper-quality`) train, sample and score. Results go to `--out DIR` (default
+A profile is a TOML file in bench/profiles/ (or `--config FILE.toml`, the same format): efficiency
+profiles (a `[matrix]` table; `quick` is the default) measure the matrix of models x resolutions x
+batch sizes x devices x metrics, quality profiles (a `[quality]` table, e.g. `smoke`, `digits`)
+train, sample and score. `--help` lists every built-in profile. Results go to `--out DIR` (default
 `runs/<profile>`), reports to `--reports DIR` (default `DIR/reports`). Re-running the same
 command resumes: finished cells are kept.
 """
@@ -15,24 +16,17 @@ import time
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.matrix.spec import EFFICIENCY_PROFILES
-
-
-def quality_profiles() -> tuple[str, ...]:
-    try:
-        from bench.quality.profiles import QUALITY_PROFILES
-    except ImportError:
-        return ()
-    return tuple(QUALITY_PROFILES)
+from bench.profiles import DEFAULT, listing, load_profile, read_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", default=None,
-        help="efficiency: quick (default), paper, full; quality: smoke, digits, paper-quality",
+        help=f"a built-in profile (bench/profiles/NAME.toml): {listing()} (default {DEFAULT})",
     )
     parser.add_argument("--config", type=Path, default=None,
-                        help="a TOML matrix description instead of a profile")
+                        help="a TOML profile file of your own (a [matrix] or [quality] table) "
+                             "instead of a built-in profile")
     parser.add_argument("--out", type=Path, default=None,
                         help="results directory (default runs/<profile>)")
     parser.add_argument("--reports", type=Path, default=None,
@@ -55,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     if args.profile and args.config:
         raise UsageError("give either --profile or --config, not both")
-    name = args.profile or (args.config.stem if args.config else "quick")
+    found = read_config(args.config) if args.config else load_profile(args.profile or DEFAULT)
+    name = found.name
     out = args.out or Path("runs") / name
     reports = args.reports or out / "reports"
     started = time.perf_counter()
@@ -70,24 +65,23 @@ def execute(args: argparse.Namespace) -> int:
         ensure_writable_dir(out, "--out")
         ensure_writable_dir(reports, "--reports")
 
-    if args.config is None and name in quality_profiles():
-        from bench.quality.profiles import run_quality_profile
+    if found.kind == "quality":
+        from bench.quality.profiles import get_profile, parse_quality, run_quality_profile, with_models
 
+        quality = get_profile(name) if args.config is None else parse_quality(found.raw, name,
+                                                                               str(found.path))
         if args.model:
-            from bench.quality.profiles import get_profile, with_models
-
-            with_models(get_profile(name), args.model, model_args)  # checked before writing
+            with_models(quality, args.model, model_args)  # checked before writing
         outputs_writable()
-        run_quality_profile(name, out, models=args.model or None, model_args=model_args)
-    elif args.config is None and name not in EFFICIENCY_PROFILES:
-        known = ", ".join(EFFICIENCY_PROFILES + quality_profiles())
-        raise UsageError(f"unknown profile '{name}'; available: {known}")
+        run_quality_profile(quality, out, models=args.model or None, model_args=model_args)
     else:
         from bench.matrix import load_spec
         from bench.matrix.runner import run_matrix
+        from bench.matrix.spec import validate_models
 
         spec = load_spec(None if args.config else name, args.config,
                          models_override=args.model or None, model_args=model_args)
+        validate_models(spec)  # before any output directory exists (run_matrix checks again)
         outputs_writable()
         summary = run_matrix(spec, out, retry_failed=args.retry_failed, progress=not args.no_progress,
                              remeasure=args.remeasure)

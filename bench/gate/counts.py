@@ -17,7 +17,7 @@ from bench.gate.compare import COUNT_METRICS
 from bench.matrix.cells import Cell, expand
 from bench.matrix.measure_cells import build_model
 from bench.matrix.runner import measure_cell
-from bench.matrix.spec import METRICS, MatrixSpec, parse_spec
+from bench.matrix.spec import METRICS, MatrixSpec, parse_spec, validate_models
 from bench.measure import compute
 from bench.measure.workload import torch_threads
 from bench.results.schema import context_row
@@ -37,7 +37,9 @@ def gate_spec(names: list[str], context: Context,
         },
         "overrides": {name: dict(values) for name, values in (overrides or {}).items()},
     }
-    return parse_spec(raw, name="check")
+    spec = parse_spec(raw, name="check")
+    validate_models(spec)  # a model that cannot be built fails in one line, not as failed rows
+    return spec
 
 
 def context_columns(spec: MatrixSpec, model: str, env: Mapping[str, Any], *,
@@ -85,4 +87,3 @@ def measure_counts(spec: MatrixSpec, cells: list[Cell], env: Mapping[str, Any],
             rows += [{**context, **row, "timestamp": timestamp} for row in measured
                      if row["metric"] in COUNT_METRICS and row.get("stat", "value") == "value"]
     return rows
-

@@ -1,5 +1,5 @@
 """The efficiency benchmark matrix: TOML profiles -> cells -> tidy rows in measurements.csv."""
 
-from bench.matrix.spec import EFFICIENCY_PROFILES, METRICS, MatrixSpec, load_spec
+from bench.matrix.spec import METRICS, MatrixSpec, load_spec, validate_models
 
-__all__ = ["EFFICIENCY_PROFILES", "METRICS", "MatrixSpec", "load_spec"]
+__all__ = ["METRICS", "MatrixSpec", "load_spec", "validate_models"]

@@ -23,7 +23,7 @@ from bench.files import atomic_write_text
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
 from bench.matrix.measure_cells import MEASURERS
 from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY
-from bench.matrix.spec import METRICS, MatrixSpec
+from bench.matrix.spec import METRICS, MatrixSpec, validate_models
 from bench.measure.allocator import steady_allocator
 from bench.results.paths import ensure_writable_dir
 from bench.results.schema import context_row
@@ -132,6 +132,7 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
 
     `remeasure`: metrics whose earlier rows (and those of the metrics measured with them, even from
     cells the matrix no longer has) are dropped first, so they are measured again."""
+    validate_models(spec)  # every model builds and takes the inputs, before anything is written
     out_dir = Path(out_dir)
     forget = _remeasured_metrics(remeasure)
     ensure_writable_dir(out_dir, "--out")

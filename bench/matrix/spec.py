@@ -1,11 +1,15 @@
 """Matrix descriptions: built-in TOML profiles or a user's TOML file, validated up front so that a
-typo fails in one line before anything is measured."""
+typo fails in one line before anything is measured.
+
+Two steps: `parse_spec` reads the description (types, names, what this machine has) without
+building anything; `validate_models` checks that every model can be built as configured and take
+the matrix's inputs (a user's model runs one tiny forward), called when the matrix is run and by the
+`run` command before it creates any output directory."""
 
 from __future__ import annotations
 
 import copy
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +21,10 @@ from bench.errors import UsageError
 from bench.matrix.metrics import UNITS
 from bench.measure.interleaved import InterleavePlan
 from bench.measure.modes import check_modes
+from bench.profiles import DEFAULT, load_profile, read_config
 from models.diffusion.samplers import SAMPLERS
 from models.factory import is_factory_reference
 from models.source import ModelSource, model_source
-
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-EFFICIENCY_PROFILES = ("quick", "paper", "full", "gpu", "cpu-modes", "where", "where-gpu", "peers")
 
 METRICS: dict[str, str] = UNITS
 """Every metric the matrix can measure, with its unit."""
@@ -146,25 +148,16 @@ def available_threads() -> int:
 def load_spec(profile: str | None = None, config: Path | None = None, *,
               models_override: list[str] | None = None,
               model_args: dict[str, Any] | None = None) -> MatrixSpec:
-    """The matrix of a built-in profile (`quick`, `paper`, `full`) or of a TOML file;
-    `models_override` (`run --model`) replaces its models (see `with_models`)."""
-    if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise UsageError(f"config file {path} does not exist; pass a TOML matrix description")
-        name = path.stem
-    else:
-        name = profile or "quick"
-        path = PROFILE_DIR / f"{name}.toml"
-        if name not in EFFICIENCY_PROFILES or not path.is_file():
-            raise UsageError(f"unknown profile '{name}'; available: {', '.join(EFFICIENCY_PROFILES)}")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path} is not valid TOML: {error}") from None
+    """The matrix of a built-in efficiency profile (bench/profiles/, `quick` by default) or of a TOML
+    file; `models_override` (`run --model`) replaces its models (see `with_models`)."""
+    found = read_config(config) if config is not None else load_profile(profile or DEFAULT)
+    if found.kind != "matrix":
+        raise UsageError(f"{found.path}: '{found.name}' is a quality profile ([quality]), not a "
+                         "matrix; run it with python -m bench run --profile NAME")
+    raw = found.raw
     if models_override:
         raw = with_models(raw, models_override, model_args or {})
-    return parse_spec(raw, name=name, source=str(path))
+    return parse_spec(raw, name=found.name, source=str(found.path))
 
 
 def with_models(raw: dict[str, Any], names: list[str], model_args: dict[str, Any]) -> dict[str, Any]:
@@ -211,88 +204,20 @@ def _positive_ints(values: list[int], what: str) -> None:
 
 
 def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpec:
-    """Validate a decoded TOML matrix description."""
-    matrix = raw.get("matrix")
-    if not isinstance(matrix, dict):
-        raise UsageError(f"{source or name}: no [matrix] table; see bench/profiles/quick.toml")
-    unknown = set(matrix) - MATRIX_KEYS
-    if unknown:
-        raise UsageError(f"unknown key(s) {', '.join(sorted(unknown))} in [matrix]; "
-                         f"valid: {', '.join(sorted(MATRIX_KEYS))}")
-    unknown = set(raw) - {"description", "matrix", "overrides", "latency", "sampling", "models"}
-    if unknown:
-        raise UsageError(f"unknown table(s) {', '.join(sorted(unknown))}; valid: description, "
-                         "[matrix], [models], [overrides], [latency], [sampling]")
+    """Validate a decoded TOML matrix description: its tables and keys, the values' types, the
+    names it uses (models, metrics, modes, devices) and what this machine can run. Builds no model:
+    `validate_models` does that when the matrix is run."""
+    matrix = _matrix_table(raw, name, source)
     aliases, alias_overrides, factories = _model_tables(raw.get("models", {}))
-    model_names = _list(matrix, "models", str)
-    # a factory reference listed directly ("my_pkg.nets:make_net") is its own [models] table
-    factories.update({n: n for n in model_names if n not in factories and is_factory_reference(n)})
-    _known(model_names, models.available() + list(aliases) + list(factories), "model")
-    modes = _list(matrix, "modes", str, ["eager"])
-    check_modes(modes)
-    mode_models = matrix.get("mode_models", {})
-    if not isinstance(mode_models, dict) or not all(
-            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in mode_models.values()):
-        raise UsageError("matrix.mode_models must map a mode to a list of models, "
-                         "e.g. mode_models = { compile = [\"unet\", \"cunet\"] }")
-    check_modes(list(mode_models))
-    for listed in mode_models.values():
-        _known(listed, model_names, "model in matrix.mode_models")
+    model_names = _model_names(matrix, aliases, factories)
+    modes, mode_models = _modes(matrix, model_names)
     metrics = _list(matrix, "metrics", str)
     _known(metrics, list(METRICS), "metric")
-    resolutions = _list(matrix, "resolutions", int, [64])
-    batch_sizes = _list(matrix, "batch_sizes", int, [1])
-    _positive_ints(resolutions, "resolutions")
-    _positive_ints(batch_sizes, "batch_sizes")
-    devices = _list(matrix, "devices", str, ["cpu"])
-    _known(devices, DEVICES, "device")
-    dtypes = _list(matrix, "dtypes", str, ["float32"])
-    _known(dtypes, DTYPES, "dtype")
-    threads = matrix.get("threads", available_threads())
-    if not isinstance(threads, int) or threads < 1:
-        raise UsageError(f"matrix.threads must be a positive integer, got {threads!r}")
-    overrides = raw.get("overrides", {})
-    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
-        raise UsageError("[overrides] must map model names to tables, e.g. unet = { width = 32 }")
-    overrides = {**alias_overrides, **{k: {**alias_overrides.get(k, {}), **v} for k, v in overrides.items()}}
-    for model, values in overrides.items():
-        if model not in factories:  # unknown model/override -> one-line ModelInputError
-            models.preset_config(aliases.get(model, model), **values)
-    channels_raw = matrix.get("channels", 3)
-    if isinstance(channels_raw, int) and not isinstance(channels_raw, bool) and channels_raw >= 1:
-        for model in model_names:
-            built = factories.get(model) or aliases.get(model, model)
-            checked = model_source(built, overrides.get(model, {})).with_channels(channels_raw)
-            for resolution in resolutions:  # a user's model: one tiny forward per resolution
-                checked.check(channels=channels_raw, resolution=resolution)
-    seed = matrix.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"matrix.seed = {seed!r} is not accepted; seed takes a non-negative integer")
-    channels = matrix.get("channels", 3)
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise UsageError(f"matrix.channels = {channels!r} is not accepted; channels takes a positive "
-                         "integer (1 or 3 for images)")
-    limit = matrix.get("cpu_max_batch_pixels")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise UsageError(f"matrix.cpu_max_batch_pixels = {limit!r} is not accepted; it takes a "
-                         "positive integer (batch x height x width)")
-    latency = LatencySettings(**_table(raw, "latency", LatencySettings))
-    if "reference" in raw.get("latency", {}) and latency.reference not in model_names:
-        raise UsageError(f"[latency] reference '{latency.reference}' is not among matrix.models; "
-                         f"use one of {', '.join(model_names)}")
-    sampling_raw = _table(raw, "sampling", SamplingSettings)
-    _check_sampling(sampling_raw)
-    sampling = SamplingSettings(**sampling_raw)
-    if sampling.sampler not in SAMPLERS:
-        raise UsageError(f"[sampling] sampler {sampling.sampler!r} is unknown; "
-                         f"use one of {', '.join(SAMPLERS)}")
-    devices_here = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
-    if not devices_here:
-        raise UsageError(f"{source or name} measures only on {', '.join(devices)}, which this machine "
-                         "lacks (torch.cuda.is_available() is False); run it on a CUDA machine")
-    if "cudagraph" in modes and "cuda" not in devices_here:
-        raise UsageError("mode cudagraph needs a CUDA device and this matrix measures on "
-                         f"{', '.join(devices_here)}; drop it from matrix.modes or run on a CUDA machine")
+    resolutions, batch_sizes, devices, dtypes = _axes(matrix)
+    threads, seed, channels, limit = _settings(matrix)
+    latency = _latency(raw, model_names)
+    sampling = _sampling(raw)
+    _check_this_machine(name, source, devices, modes)
     if "sample_time_s" in metrics and not sampling.steps:
         raise UsageError("metric sample_time_s needs [sampling] steps = { unet = [30], cunet = [5] }")
     return MatrixSpec(
@@ -308,7 +233,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         threads=threads,
         channels=channels,
         cpu_max_batch_pixels=limit,
-        overrides=overrides,
+        overrides=_overrides(raw, alias_overrides),
         aliases=aliases,
         factories=factories,
         modes=modes,
@@ -317,6 +242,129 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
         sampling=sampling,
         source=source,
     )
+
+
+def validate_models(spec: MatrixSpec) -> None:
+    """Check, before anything is measured or written, that every model of `spec` can be built as
+    configured and take the matrix's inputs: a preset's overrides and resolution rules from its
+    configuration, a user's model by one tiny forward per resolution. A one-line ModelInputError
+    (or UsageError) otherwise."""
+    for model, values in spec.overrides.items():
+        if model not in spec.factories:  # unknown model/override -> one-line ModelInputError
+            models.preset_config(spec.preset_of(model), **values)
+    for model in spec.models:
+        source = spec.source_of(model)
+        for resolution in spec.resolutions:
+            source.check(channels=spec.channels, resolution=resolution)
+
+
+def _matrix_table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    """The [matrix] table, after checking that `raw` has only known tables and keys."""
+    matrix = raw.get("matrix")
+    if not isinstance(matrix, dict):
+        raise UsageError(f"{source or name}: no [matrix] table; see bench/profiles/quick.toml")
+    unknown = set(matrix) - MATRIX_KEYS
+    if unknown:
+        raise UsageError(f"unknown key(s) {', '.join(sorted(unknown))} in [matrix]; "
+                         f"valid: {', '.join(sorted(MATRIX_KEYS))}")
+    unknown = set(raw) - {"description", "matrix", "overrides", "latency", "sampling", "models"}
+    if unknown:
+        raise UsageError(f"unknown table(s) {', '.join(sorted(unknown))}; valid: description, "
+                         "[matrix], [models], [overrides], [latency], [sampling]")
+    return matrix
+
+
+def _model_names(matrix: dict[str, Any], aliases: dict[str, str], factories: dict[str, str]) -> list[str]:
+    """matrix.models, each a preset, a [models] name or a factory reference; a reference listed
+    directly ("my_pkg.nets:make_net") is added to `factories` as its own [models] table."""
+    names = _list(matrix, "models", str)
+    factories.update({n: n for n in names if n not in factories and is_factory_reference(n)})
+    _known(names, models.available() + list(aliases) + list(factories), "model")
+    return names
+
+
+def _modes(matrix: dict[str, Any], model_names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """matrix.modes and matrix.mode_models (mode -> the only models run in it)."""
+    modes = _list(matrix, "modes", str, ["eager"])
+    check_modes(modes)
+    mode_models = matrix.get("mode_models", {})
+    if not isinstance(mode_models, dict) or not all(
+            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in mode_models.values()):
+        raise UsageError("matrix.mode_models must map a mode to a list of models, "
+                         "e.g. mode_models = { compile = [\"unet\", \"cunet\"] }")
+    check_modes(list(mode_models))
+    for listed in mode_models.values():
+        _known(listed, model_names, "model in matrix.mode_models")
+    return modes, mode_models
+
+
+def _axes(matrix: dict[str, Any]) -> tuple[list[int], list[int], list[str], list[str]]:
+    """(resolutions, batch sizes, devices, dtypes), with their defaults."""
+    resolutions = _list(matrix, "resolutions", int, [64])
+    batch_sizes = _list(matrix, "batch_sizes", int, [1])
+    _positive_ints(resolutions, "resolutions")
+    _positive_ints(batch_sizes, "batch_sizes")
+    devices = _list(matrix, "devices", str, ["cpu"])
+    _known(devices, DEVICES, "device")
+    dtypes = _list(matrix, "dtypes", str, ["float32"])
+    _known(dtypes, DTYPES, "dtype")
+    return resolutions, batch_sizes, devices, dtypes
+
+
+def _settings(matrix: dict[str, Any]) -> tuple[int, int, int, int | None]:
+    """(threads, seed, channels, cpu_max_batch_pixels), each checked for its type."""
+    threads = matrix.get("threads", available_threads())
+    if not isinstance(threads, int) or threads < 1:
+        raise UsageError(f"matrix.threads must be a positive integer, got {threads!r}")
+    seed = matrix.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"matrix.seed = {seed!r} is not accepted; seed takes a non-negative integer")
+    channels = matrix.get("channels", 3)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise UsageError(f"matrix.channels = {channels!r} is not accepted; channels takes a positive "
+                         "integer (1 or 3 for images)")
+    limit = matrix.get("cpu_max_batch_pixels")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UsageError(f"matrix.cpu_max_batch_pixels = {limit!r} is not accepted; it takes a "
+                         "positive integer (batch x height x width)")
+    return threads, seed, channels, limit
+
+
+def _overrides(raw: dict[str, Any], alias_overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """[overrides] on top of the [models] tables' kwargs (model -> preset overrides or kwargs)."""
+    overrides = raw.get("overrides", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise UsageError("[overrides] must map model names to tables, e.g. unet = { width = 32 }")
+    return {**alias_overrides, **{k: {**alias_overrides.get(k, {}), **v} for k, v in overrides.items()}}
+
+
+def _latency(raw: dict[str, Any], model_names: list[str]) -> LatencySettings:
+    latency = LatencySettings(**_table(raw, "latency", LatencySettings))
+    if "reference" in raw.get("latency", {}) and latency.reference not in model_names:
+        raise UsageError(f"[latency] reference '{latency.reference}' is not among matrix.models; "
+                         f"use one of {', '.join(model_names)}")
+    return latency
+
+
+def _sampling(raw: dict[str, Any]) -> SamplingSettings:
+    table = _table(raw, "sampling", SamplingSettings)
+    _check_sampling(table)
+    sampling = SamplingSettings(**table)
+    if sampling.sampler not in SAMPLERS:
+        raise UsageError(f"[sampling] sampler {sampling.sampler!r} is unknown; "
+                         f"use one of {', '.join(SAMPLERS)}")
+    return sampling
+
+
+def _check_this_machine(name: str, source: str, devices: list[str], modes: list[str]) -> None:
+    """Refuse a matrix this machine cannot run at all (CUDA only, without CUDA)."""
+    devices_here = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
+    if not devices_here:
+        raise UsageError(f"{source or name} measures only on {', '.join(devices)}, which this machine "
+                         "lacks (torch.cuda.is_available() is False); run it on a CUDA machine")
+    if "cudagraph" in modes and "cuda" not in devices_here:
+        raise UsageError("mode cudagraph needs a CUDA device and this matrix measures on "
+                         f"{', '.join(devices_here)}; drop it from matrix.modes or run on a CUDA machine")
 
 
 def _check_sampling(table: dict[str, Any]) -> None:

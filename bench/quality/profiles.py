@@ -2,15 +2,11 @@
 
     run_quality_profile("digits", Path("results/quality-digits"))
 
-- `smoke`: two tiny models on 32x32 digits, a few training steps, a tiny sweep (CI; < 2 min).
-- `digits`: the offline default. unet, cunet and cunet-film with every width scaled by 1/4 of the
-  paper's (U-Net dim 16, cU-Net nf 4, attention 4 heads x 8), 32x32 digits, one equal budget each
-  (800 Adam steps of 32 images, v-prediction, sigmoid schedule), then steps 5-100 with DDPM and
-  DDIM, n = 100 per set, 2 seeds, scored with digits-classifier features. About 20 minutes on a
-  2-core CPU (2 threads), far less on a GPU.
-- `paper-quality`: 64x64 RGB, full-width presets, the authors' recipe (v-prediction, sigmoid
-  schedule, EMA 0.9999 every 10 steps), datasets from $BENCH_DATA_DIR, standard Inception FID.
-  Meant for GPUs (torchrun for several).
+The profiles are TOML files with a `[quality]` table in bench/profiles/ (smoke.toml, digits.toml,
+paper-quality.toml, beside the efficiency ones; `bench.profiles` reads and lists them), decoded here
+into a `QualityProfile`: `[quality]` (datasets, resolution, channels, models, threads, device,
+hflip_datasets), `[overrides]` (model -> preset overrides), `[train]` (TrainConfig fields shared by
+every model) and `[sweep]` (SweepSettings fields).
 
 Results directory layout: measurements.csv, environment.json, training/<dataset>-<model>.csv (loss
 curves), samples/*.npz (grid images) -- all small, meant to be committed -- plus checkpoints/ and
@@ -31,6 +27,7 @@ import torch
 from bench.errors import UsageError
 from bench.files import atomic_write_text
 from bench.measure.workload import torch_threads
+from bench.profiles import load_profile, profile_names
 from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_sweep
 from bench.results.keys import key_parts, train_cell_key
 from bench.results.paths import safe_name
@@ -70,56 +67,58 @@ class QualityProfile:
     device: str = "auto"
 
 
-# v-prediction on the sigmoid schedule, as the authors trained (PAPER.md section 4). It matters for
-# the cU-Nets: their lift instance-normalises x_t, so they cannot see its scale, and with
-# eps-prediction on the linear schedule their samples collapse to near-black or near-white images
-# (digits-classifier FID ~30 after 300 steps, against ~3 with v-prediction and the sigmoid schedule).
-_SMOKE_TRAIN = TrainConfig(model="unet", steps=30, batch_size=16, lr=2e-3, ema_decay=0.9,
-                           prediction="v", schedule="sigmoid", checkpoint_every=15, log_every=5,
-                           progress=False)
-_DIGITS_TRAIN = TrainConfig(model="unet", steps=800, batch_size=32, lr=1e-3, ema_decay=0.99,
-                            prediction="v", schedule="sigmoid", checkpoint_every=100,
-                            log_every=20, progress=True)
-_PAPER_TRAIN = TrainConfig(model="unet", steps=100_000, batch_size=128, lr=2e-4, ema_decay=0.9999,
-                           ema_every=10, prediction="v", schedule="sigmoid", amp=True,
-                           checkpoint_every=5_000, log_every=100, num_workers=8, progress=True)
+QUALITY_KEYS = {"datasets", "resolution", "channels", "models", "threads", "device", "hflip_datasets"}
+TABLES = {"description", "quality", "overrides", "train", "sweep"}
+PER_RUN = {"model", "dataset", "out", "resolution", "channels", "width", "overrides", "hflip", "device"}
+"""TrainConfig fields the profile fills in per model and dataset (not settable in [train])."""
 
-PROFILES: dict[str, QualityProfile] = {
-    "smoke": QualityProfile(
-        name="smoke",
-        description="tiny unet and cunet-film on 32x32 digits, 30 training steps, 2x2 sweep",
-        datasets=("digits",), resolution=32, channels=1,
-        models=(ModelPlan("unet", {"width": 8, "attn_heads": 1, "attn_dim_head": 8}),
-                ModelPlan("cunet-film", {"width": 2, "attn_heads": 1, "attn_dim_head": 8})),
-        train=_SMOKE_TRAIN,
-        sweep=SweepSettings(steps=(2, 5), n=24, seeds=(0, 1), chunk=24, time_repeats=1, grid=16,
-                            untrained_steps=(5,)),
-        threads=1, device="cpu",
-    ),
-    "digits": QualityProfile(
-        name="digits",
-        description="unet / cunet / cunet-film at 1/4 of the paper's widths on 32x32 digits",
-        datasets=("digits",), resolution=32, channels=1,
-        models=(ModelPlan("unet", {"width": 16, "attn_dim_head": 8}),
-                ModelPlan("cunet", {"width": 4, "attn_dim_head": 8}),
-                ModelPlan("cunet-film", {"width": 4, "attn_dim_head": 8})),
-        train=_DIGITS_TRAIN,
-        sweep=SweepSettings(steps=(5, 10, 20, 50, 100), n=100, seeds=(0, 1), chunk=50,
-                            time_repeats=3, grid=64, untrained_steps=(5, 20)),
-    ),
-    "paper-quality": QualityProfile(
-        name="paper-quality",
-        description="full-width presets at 64x64 on MNIST / CelebA / LSUN Church (GPU)",
-        datasets=("mnist", "celeba", "lsun-church"), resolution=64, channels=3,
-        models=(ModelPlan("unet"), ModelPlan("cunet"), ModelPlan("cunet-film")),
-        train=_PAPER_TRAIN,
-        sweep=SweepSettings(steps=(5, 10, 20, 30, 50, 80, 100, 250), n=10_000, seeds=(0, 1, 2),
-                            extractor="inception-v3-compat", chunk=250, time_repeats=3, grid=64,
-                            n_real=50_000),
-        hflip_datasets=("celeba", "lsun-church"),
-    ),
-}
-QUALITY_PROFILES: tuple[str, ...] = tuple(PROFILES)
+
+def parse_quality(raw: dict[str, Any], name: str, where: str = "") -> QualityProfile:
+    """A decoded `[quality]` profile file as a QualityProfile; one-line UsageErrors for bad content."""
+    where = where or name
+    unknown = set(raw) - TABLES
+    if unknown:
+        raise UsageError(f"{where}: unknown table(s) {', '.join(sorted(unknown))}; a quality profile "
+                         "takes description, [quality], [overrides], [train], [sweep]")
+    quality = _settings(raw, "quality", QUALITY_KEYS, where)
+    overrides = raw.get("overrides", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise UsageError(f"{where}: [overrides] must map model names to tables, e.g. "
+                         "unet = { width = 8 }")
+    names = quality.get("models")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"{where}: [quality] models must be a non-empty list of model names")
+    cut = set(overrides) - set(names)
+    if cut:
+        raise UsageError(f"{where}: [overrides] names {', '.join(sorted(cut))}, not among "
+                         "[quality] models")
+    train_fields = set(TrainConfig.__dataclass_fields__) - PER_RUN
+    sweep_fields = set(SweepSettings.__dataclass_fields__) - {"cache_dir"}
+    train = _settings(raw, "train", train_fields, where)
+    sweep = {k: tuple(v) if isinstance(v, list) else v
+             for k, v in _settings(raw, "sweep", sweep_fields, where).items()}
+    if "steps" not in sweep:
+        raise UsageError(f"{where}: [sweep] steps is missing, e.g. steps = [5, 10, 20]")
+    try:
+        return QualityProfile(
+            name=name, description=str(raw.get("description", "")),
+            datasets=tuple(quality.get("datasets", ("digits",))),
+            resolution=quality.get("resolution", 32), channels=quality.get("channels"),
+            models=tuple(ModelPlan(n, dict(overrides.get(n, {}))) for n in names),
+            train=TrainConfig(model=names[0], **train), sweep=SweepSettings(**sweep),
+            hflip_datasets=tuple(quality.get("hflip_datasets", ())),
+            threads=quality.get("threads"), device=quality.get("device", "auto"))
+    except TypeError as error:  # a value of the wrong kind, e.g. datasets = 3
+        raise UsageError(f"{where}: {error}") from None
+
+
+def _settings(raw: dict[str, Any], table: str, allowed: set[str], where: str) -> dict[str, Any]:
+    values = raw.get(table, {})
+    if not isinstance(values, dict) or set(values) - allowed:
+        extra = sorted(set(values) - allowed) if isinstance(values, dict) else values
+        raise UsageError(f"{where}: [{table}] does not take {extra!r}; it takes "
+                         f"{', '.join(sorted(allowed))}")
+    return values
 
 
 def with_models(profile: QualityProfile, names: list[str],
@@ -138,9 +137,12 @@ def with_models(profile: QualityProfile, names: list[str],
 
 
 def get_profile(name: str) -> QualityProfile:
-    if name not in PROFILES:
-        raise UsageError(f"unknown quality profile {name!r}; choose one of {', '.join(PROFILES)}")
-    profile = PROFILES[name]
+    """The built-in quality profile `name` (bench/profiles/NAME.toml with a [quality] table)."""
+    found = load_profile(name)
+    if found.kind != "quality":
+        raise UsageError(f"'{name}' is an efficiency profile, not a quality profile; quality "
+                         f"profiles: {', '.join(profile_names('quality'))}")
+    profile = parse_quality(found.raw, name, str(found.path))
     if name == "paper-quality" and os.environ.get(ENV_DATASETS, "").strip():
         wanted = tuple(d.strip() for d in os.environ[ENV_DATASETS].split(",") if d.strip())
         bad = [d for d in wanted if d not in profile.datasets]
@@ -250,10 +252,11 @@ def _untrained(trained_meta: dict[str, Any], seed: int):
     return model.eval(), diffusion
 
 
-def run_quality_profile(name: str, out_dir: Path, *, resume: bool = True,
+def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bool = True,
                         models: list[str] | None = None,
                         model_args: dict[str, Any] | None = None) -> Path:
-    """Run quality profile `name` into `out_dir` and return the results directory (`out_dir`).
+    """Run quality profile `name` (a built-in profile's name, or a QualityProfile) into `out_dir` and
+    return the results directory (`out_dir`).
 
     Trains every model (resuming from its checkpoints), then sweeps sampling steps and scores
     each set; finished cells of an earlier run are kept unless `resume` is False, which first
@@ -263,7 +266,7 @@ def run_quality_profile(name: str, out_dir: Path, *, resume: bool = True,
     """
     from bench.context import run_context
 
-    profile = get_profile(name)
+    profile = get_profile(name) if isinstance(name, str) else name
     if models:
         profile = with_models(profile, models, model_args)
     out_dir = Path(out_dir)
