@@ -147,7 +147,7 @@ def test_interrupted_run_resumes_from_the_last_finished_cell(tmp_path, monkeypat
     config = write_profile(tmp_path, ["params", "macs_thop", "checkpoint_mib"])
     out = tmp_path / "out"
     calls: list[str] = []
-    real = measure_cells.MEASURERS["checkpoint_mib"]
+    real = measure_cells.measure_checkpoint
 
     def interrupt_on_second(spec, cell):
         calls.append(cell.model)
@@ -155,11 +155,11 @@ def test_interrupted_run_resumes_from_the_last_finished_cell(tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(spec, cell)
 
-    monkeypatch.setitem(measure_cells.MEASURERS, "checkpoint_mib", interrupt_on_second)
+    monkeypatch.setattr(measure_cells, "measure_checkpoint", interrupt_on_second)
     assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 130
     first = pd.read_csv(out / "measurements.csv")
     assert set(first["metric"]) == {"params", "macs_thop", "checkpoint_mib"}
-    monkeypatch.setitem(measure_cells.MEASURERS, "checkpoint_mib", real)
+    monkeypatch.setattr(measure_cells, "measure_checkpoint", real)
     assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
     final = pd.read_csv(out / "measurements.csv")
     assert sorted(final.loc[final["metric"] == "checkpoint_mib", "model"]) == ["cunet", "unet"]
@@ -174,8 +174,8 @@ def test_a_failing_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
             raise RuntimeError("out of memory (simulated)")
         return real(spec, cell)
 
-    real = measure_cells.MEASURERS["latency_ms"]
-    monkeypatch.setitem(measure_cells.MEASURERS, "latency_ms", out_of_memory)
+    real = measure_cells.measure_latency
+    monkeypatch.setattr(measure_cells, "measure_latency", out_of_memory)
     out = tmp_path / "out"
     assert main(["run", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
     frame = pd.read_csv(out / "measurements.csv")

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.matrix.metrics import GATE_EXACT, METRIC_REGISTRY
+from bench.matrix.metrics import GATE_EXACT, METRIC_REGISTRY, ratio_gated
 
 COUNT_METRICS: tuple[str, ...] = tuple(m.name for m in METRIC_REGISTRY if m.gate == GATE_EXACT)
 """Deterministic metrics the gate checks, in report order (the registry's exact-gated metrics)."""
@@ -22,14 +22,18 @@ RELATIVE_SLACK: dict[str, float] = {m.name: m.gate_slack for m in METRIC_REGISTR
 """Counts that may move by this fraction: a checkpoint's size includes torch.save's zip container
 and pickled metadata, which can differ by a few bytes with nothing about the model changed."""
 
-LATENCY_RATIO = "latency_ratio"
+RATIO_METRICS: dict[str, str] = {row: metric.name for row, metric in ratio_gated().items()}
+"""Rows the gate compares as same-run ratios (the registry's ratio-gated metrics' gate rows) ->
+the metric they are derived from."""
+
+LATENCY_RATIO = next(row for row, metric in RATIO_METRICS.items() if metric == "latency_ms")
 """Per-call latency of a model divided by the reference model's, measured in one interleaved run."""
 
-LATENCY_MS = "latency_ms"
+LATENCY_MS = RATIO_METRICS[LATENCY_RATIO]
 """Absolute per-call median, stored for information only: it is never gated (machines differ)."""
 
-GATED_METRICS: tuple[str, ...] = COUNT_METRICS + (LATENCY_RATIO,)
-KNOWN_METRICS: tuple[str, ...] = GATED_METRICS + (LATENCY_MS,)
+GATED_METRICS: tuple[str, ...] = COUNT_METRICS + tuple(RATIO_METRICS)
+KNOWN_METRICS: tuple[str, ...] = GATED_METRICS + tuple(dict.fromkeys(RATIO_METRICS.values()))
 
 Key = tuple[str, str]
 """(model, metric)."""
@@ -80,14 +84,15 @@ def compare_count(model: str, metric: str, baseline: float, now: float | None) -
     return Finding(model, metric, baseline, now, REGRESSED if now > baseline else CHANGED)
 
 
-def compare_ratio(model: str, baseline: float, now: float | None, tolerance: float) -> Finding:
-    """Latency ratio within `tolerance` (a fraction, 0.1 = 10 %) of the baseline's, either way."""
+def compare_ratio(model: str, baseline: float, now: float | None, tolerance: float,
+                  metric: str = LATENCY_RATIO) -> Finding:
+    """A same-run ratio within `tolerance` (a fraction, 0.1 = 10 %) of the baseline's, either way."""
     if now is None or math.isnan(now):
-        return Finding(model, LATENCY_RATIO, baseline, None, MISSING)
+        return Finding(model, metric, baseline, None, MISSING)
     change = now / baseline - 1.0
     if abs(change) <= tolerance:
-        return Finding(model, LATENCY_RATIO, baseline, now, OK)
-    return Finding(model, LATENCY_RATIO, baseline, now, REGRESSED if change > 0 else CHANGED)
+        return Finding(model, metric, baseline, now, OK)
+    return Finding(model, metric, baseline, now, REGRESSED if change > 0 else CHANGED)
 
 
 def compare(
@@ -111,8 +116,8 @@ def compare(
             findings.append(Finding(model, metric, base, None, FAILED, errors[key]))
         elif metric in COUNT_METRICS:
             findings.append(compare_count(model, metric, base, now.get(key)))
-        elif metric == LATENCY_RATIO:
-            findings.append(compare_ratio(model, base, now.get(key), tolerance))
+        elif metric in RATIO_METRICS:
+            findings.append(compare_ratio(model, base, now.get(key), tolerance, metric))
     return findings
 
 

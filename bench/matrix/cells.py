@@ -12,12 +12,23 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.matrix.metrics import GROUP_OF, GROUPS, METRIC_OF, unvaried_axes
+from bench.matrix.metrics import (
+    GROUP_OF,
+    GROUPS,
+    METRIC_OF,
+    PAPER_PIXELS,
+    PAPER_RESOLUTION,
+    PER_MACHINE,
+    PER_MODEL,
+    SAMPLING_BATCH,
+    Metric,
+    unvaried_axes,
+)
 from bench.matrix.spec import MatrixSpec
-from bench.measure.train_step import AMP_DEVICES
 from bench.results.keys import cell_key
 
-PAPER_RESOLUTION = 64
+MACHINE = "machine"
+"""The model name of a PER_MACHINE cell."""
 __all__ = ["GROUPS", "GROUP_OF", "Cell", "expand"]
 
 
@@ -55,82 +66,93 @@ def cuda_available() -> bool:
 
 
 def expand(spec: MatrixSpec) -> tuple[list[Cell], list[str]]:
-    """The cells of `spec` in a sensible order (cheap counts first) and notes on what was skipped."""
+    """The cells of `spec` in registry order (cheap counts first) and notes on what was skipped.
+
+    Every rule comes from the metric's declaration (`bench.matrix.metrics.Metric`): its scope, the
+    axes it varies over, the values of the others, which models and (device, dtype) pairs it
+    applies to."""
     groups = [g for g in GROUPS if any(m in spec.metrics for m in GROUPS[g])]
     devices = [d for d in spec.devices if d != "cuda" or cuda_available()]
     notes = [] if devices == spec.devices else ["cuda requested but not available: CUDA cells skipped"]
     notes += unvaried_axes(spec.metrics, asked_axes(spec))
-    if "peak_train_mib" in spec.metrics:
-        skipped = sorted({f"{t} on {d}" for d in devices for t in spec.dtypes
-                          if not _memory_measurable("peak_train_mib", d, t)})
-        if skipped:
-            notes.append(f"peak_train_mib not measured for {', '.join(skipped)}: training there runs "
-                         f"in float32 (bench train's bf16 autocast is used on "
-                         f"{', '.join(AMP_DEVICES)} only)")
-    count_resolutions = spec.resolutions
     cells: list[Cell] = []
     for group in groups:
+        metric = METRIC_OF[group]
         metrics = tuple(m for m in GROUPS[group] if m in spec.metrics)
-        if group == "peak_gflops":
-            # float32 keeps its old key; another dtype's peak is a cell of its own
-            cells += [Cell(group, metrics, "machine", device=d, dtype=t)
-                      for d in devices for t in spec.dtypes]
-            continue
-        if group == "latency_ms":
-            members = tuple(spec.models)
-            cells += [Cell(group, metrics, "+".join(members), device=d, resolution=r, batch_size=b,
-                           dtype=t, members=members, modes=tuple(spec.modes))
-                      for d in devices for t in spec.dtypes
-                      for r in spec.resolutions for b in spec.batch_sizes]
-            continue
-        for model in spec.models:
-            continuous = _reports_nfe(spec, model)
-            if group == "nfe" and not continuous:
-                continue
-            if group in ("params", "checkpoint_mib"):
-                cells.append(Cell(group, metrics, model, resolution=_paper_resolution(spec)))
-            elif group in ("macs_thop", "macs_fvcore", "flops_torch", "nfe"):
-                cells += [Cell(group, metrics, model, resolution=r, batch_size=1)
-                          for r in count_resolutions]
-            elif group in ("peak_infer_mib", "peak_train_mib"):
-                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t)
-                          for d in devices for t in spec.dtypes for r in spec.resolutions
-                          for b in spec.batch_sizes if _memory_measurable(group, d, t)]
-            elif group == "profile":
-                cells += [Cell(group, metrics, model, device=d, resolution=r, batch_size=b, dtype=t,
-                               modes=(m,))
-                          for d in devices for t in spec.dtypes for r in spec.resolutions
-                          for b in spec.batch_sizes for m in spec.modes_for(model)]
-            elif group == "sample_time_s":
-                steps = spec.sampling.steps_for(model) or spec.sampling.steps_for(spec.preset_of(model))
-                if not steps:
-                    notes.append(f"sample_time_s not measured for {model}: [sampling] steps has no "
-                                 f"entry for it (add steps = {{ \"{model}\" = [100] }})")
-                cells += [Cell(group, metrics, model, device=d, resolution=_paper_resolution(spec),
-                               batch_size=spec.sampling.batch, steps=s, dtype=t, modes=(m,))
-                          for d in devices for t in spec.dtypes for m in spec.modes_for(model)
-                          for s in steps]
-            else:  # a metric added to the registry: one cell per value of each axis it declares
-                cells += _declared_cells(spec, METRIC_OF[group], metrics, model, devices)
+        notes += _unmeasurable_notes(spec, metric, devices)
+        if metric.scope == PER_MODEL:
+            for model in spec.models:
+                cells += _model_cells(spec, metric, metrics, model, devices, notes)
+        else:
+            cells += _shared_cells(spec, metric, metrics, devices)
     return cells, notes
 
 
-def _declared_cells(spec: MatrixSpec, metric, metrics: tuple[str, ...], model: str,
-                    devices: list[str]) -> list[Cell]:
-    """Cells of a per-model metric from its declared axes alone (an axis it does not declare
-    takes one value: cpu, float32, the paper's resolution, batch 1, eager)."""
-    axes = metric.axes
+def _axis_values(spec: MatrixSpec, metric: Metric, axis: str, devices: list[str]) -> list:
+    """The values `axis` takes in the cells of `metric` (one fixed value unless it varies)."""
+    if axis in metric.axes:
+        return {"device": devices, "dtype": spec.dtypes, "resolution": spec.resolutions,
+                "batch": spec.batch_sizes}[axis]
+    value = metric.value_of(axis)
+    if value == PAPER_RESOLUTION:
+        value = PAPER_PIXELS if PAPER_PIXELS in spec.resolutions else spec.resolutions[0]
+    elif value == SAMPLING_BATCH:
+        value = spec.sampling.batch
+    return [value]
+
+
+def _contexts(spec: MatrixSpec, metric: Metric, devices: list[str]) -> list[tuple]:
+    """(device, dtype, resolution, batch) of every cell context, pairs the metric cannot measure
+    left out."""
+    values = [_axis_values(spec, metric, axis, devices) for axis in ("device", "dtype", "resolution",
+                                                                    "batch")]
+    return [(d, t, r, b) for d in values[0] for t in values[1] for r in values[2] for b in values[3]
+            if metric.measurable is None or metric.measurable(d, t) is None]
+
+
+def _model_cells(spec: MatrixSpec, metric: Metric, metrics: tuple[str, ...], model: str,
+                 devices: list[str], notes: list[str]) -> list[Cell]:
+    """A per-model metric's cells for `model`: one per context, mode and steps value it varies over."""
+    if metric.applies_to and not getattr(spec.source_of(model), metric.applies_to)():
+        return []
+    modes = spec.modes_for(model) if "mode" in metric.axes else [metric.value_of("mode")]
+    steps: list = [metric.value_of("steps")]
+    if "steps" in metric.axes:
+        steps = spec.sampling.steps_for(model) or spec.sampling.steps_for(spec.preset_of(model))
+        if not steps:
+            notes.append(f"{metric.name} not measured for {model}: [sampling] steps has no entry "
+                         f"for it (add steps = {{ \"{model}\" = [100] }})")
     return [Cell(metric.name, metrics, model, device=d, resolution=r, batch_size=b, dtype=t,
-                 modes=(m,))
-            for d in (devices if "device" in axes else ["cpu"])
-            for t in (spec.dtypes if "dtype" in axes else ["float32"])
-            for r in (spec.resolutions if "resolution" in axes else [_paper_resolution(spec)])
-            for b in (spec.batch_sizes if "batch" in axes else [1])
-            for m in (spec.modes_for(model) if "mode" in axes else ["eager"])]
+                 steps=s, modes=(m,))
+            for d, t, r, b in _contexts(spec, metric, devices) for m in modes for s in steps]
 
 
-def _memory_measurable(group: str, device: str, dtype: str) -> bool:
-    return not (group == "peak_train_mib" and dtype != "float32" and device not in AMP_DEVICES)
+def _shared_cells(spec: MatrixSpec, metric: Metric, metrics: tuple[str, ...],
+                  devices: list[str]) -> list[Cell]:
+    """Cells of a metric measured once per context for every model together (PER_CONTEXT: every
+    mode round-robin in the one cell) or once per machine (PER_MACHINE)."""
+    if metric.scope == PER_MACHINE:
+        return [Cell(metric.name, metrics, MACHINE, device=d, resolution=r, batch_size=b, dtype=t)
+                for d, t, r, b in _contexts(spec, metric, devices)]
+    members = tuple(spec.models)
+    modes = tuple(spec.modes) if "mode" in metric.axes else (metric.value_of("mode"),)
+    return [Cell(metric.name, metrics, "+".join(members), device=d, resolution=r, batch_size=b,
+                 dtype=t, members=members, modes=modes)
+            for d, t, r, b in _contexts(spec, metric, devices)]
+
+
+def _unmeasurable_notes(spec: MatrixSpec, metric: Metric, devices: list[str]) -> list[str]:
+    """One note per reason the metric is not measured for some asked (device, dtype) pairs."""
+    if metric.measurable is None:
+        return []
+    by_reason: dict[str, list[str]] = {}
+    for d in devices:
+        for t in spec.dtypes:
+            reason = metric.measurable(d, t)
+            if reason:
+                by_reason.setdefault(reason, []).append(f"{t} on {d}")
+    return [f"{metric.name} not measured for {', '.join(sorted(pairs))}: {reason}"
+            for reason, pairs in by_reason.items()]
 
 
 def asked_axes(spec: MatrixSpec) -> dict[str, list]:
@@ -140,12 +162,3 @@ def asked_axes(spec: MatrixSpec) -> dict[str, list]:
     defaults = {"device": ["cpu"], "dtype": ["float32"], "mode": ["eager"]}
     return {axis: values for axis, values in asked.items()
             if len(values) > 1 or values != defaults.get(axis, values)}
-
-
-def _reports_nfe(spec: MatrixSpec, model: str) -> bool:
-    """Whether the model reports ODE-function evaluations (the protocol's `last_nfe`)."""
-    return spec.source_of(model).reports_nfe()
-
-
-def _paper_resolution(spec: MatrixSpec) -> int:
-    return PAPER_RESOLUTION if PAPER_RESOLUTION in spec.resolutions else spec.resolutions[0]
