@@ -21,14 +21,13 @@ from bench.context import run_context
 from bench.errors import UsageError, failure_reason
 from bench.files import atomic_write_text
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
-from bench.matrix.measure_cells import MEASURERS
 from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec, validate_models
 from bench.measure.allocator import steady_allocator
 from bench.results.paths import ensure_writable_dir
 from bench.results.schema import context_row
 from bench.results.store import MeasurementStore
-from bench.train.distributed import init_distributed
+from bench.train.distributed import DistContext, init_distributed
 
 ENVIRONMENT = "environment.json"
 
@@ -46,13 +45,10 @@ def _context_columns(spec: MatrixSpec, cell: Cell, env: dict[str, Any], model: s
 def _skip_reason(spec: MatrixSpec, cell: Cell) -> str | None:
     limit = spec.cpu_max_batch_pixels
     if (limit and cell.device == "cpu" and cell.batch_size and cell.resolution
-            and cell.group in ("peak_infer_mib", "peak_train_mib", "latency_ms", "profile")
-            and cell.batch_size * cell.resolution**2 > limit):
+            and METRIC_OF[cell.group].pixel_cap and cell.batch_size * cell.resolution**2 > limit):
         return (f"skipped: batch {cell.batch_size} x {cell.resolution}^2 pixels is above "
                 f"cpu_max_batch_pixels={limit}")
     return None
-
-
 
 
 def check_shardable(spec: MatrixSpec) -> None:
@@ -117,8 +113,7 @@ def measure_cell(spec: MatrixSpec, cell: Cell) -> list[dict[str, Any]]:
     reason = _skip_reason(spec, cell)
     if reason is None:
         try:
-            measure = MEASURERS.get(cell.group) or METRIC_OF[cell.group].measurer()
-            return measure(spec, cell)
+            return METRIC_OF[cell.group].measurer()(spec, cell)
         except Exception as error:  # noqa: BLE001 - any failure of one cell must not stop the run
             reason = failure_reason(error)
             if cell.device == "cuda":
@@ -136,23 +131,68 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
     out_dir = Path(out_dir)
     forget = _remeasured_metrics(remeasure)
     ensure_writable_dir(out_dir, "--out")
-    ctx = init_distributed("cpu")  # object collectives only (gloo); a world of one without torchrun
-    if ctx.is_distributed:
-        check_shardable(spec)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(ctx.local_rank % torch.cuda.device_count())  # "cuda" = this rank's GPU
-    opening_notices: list[str] = []
-    if ctx.is_main:  # rows a crashed torchrun run left in its rank files count as finished
-        opened = MeasurementStore(out_dir)  # also sets damaged rows aside (see MeasurementStore)
-        _merge_rank_files(out_dir, opened)
-        opening_notices = opened.notices
-    ctx.barrier()
+    ctx = _start_ranks(spec)
+    opening_notices = _recover_rank_files(ctx, out_dir)
     torch.set_num_threads(spec.threads)
     allocator_pinned = steady_allocator()
     env = run_context()
     store = MeasurementStore(out_dir)
     cells, notes = expand(spec)
-    notes = opening_notices + notes
+    notes = opening_notices + notes + _apply_resume_policy(spec, store, cells, forget=forget,
+                                                           retry_failed=retry_failed)
+    done = store.done_cells()
+    todo = [c for c in cells if c.key not in done]
+    mine = todo[ctx.rank::ctx.world_size]
+    started = time.perf_counter()
+    failures = _measure_cells(spec, mine, ctx, out_dir, store, env, progress=progress)
+    if ctx.is_distributed:
+        failures = _gather_ranks(ctx, out_dir, store, failures)
+        if not ctx.is_main:
+            ctx.close()
+            return {"rank": ctx.rank, "cells_measured_now": len(mine)}
+    if forget and not todo:
+        store.save()  # nothing was re-measured (the metric is not in this matrix): drop the stale rows
+    summary = {
+        "profile": spec.name, "description": spec.description, "source": spec.source,
+        "cells_total": len(cells), "cells_measured_now": len(todo),
+        "cells_resumed": len(cells) - len(todo), "failed_rows_now": failures,
+        "wall_time_s": round(time.perf_counter() - started, 2), "threads": spec.threads,
+        "glibc_allocator_pinned": allocator_pinned, "notes": notes, "world_size": ctx.world_size,
+        "spec": asdict(spec), "environment": env,
+    }
+    _write_environment(out_dir, summary)
+    ctx.close()
+    return summary
+
+
+def _start_ranks(spec: MatrixSpec) -> DistContext:
+    """This process's rank (a world of one without torchrun); under torchrun, refuse CPU timings
+    and give each rank its own GPU."""
+    ctx = init_distributed("cpu")  # object collectives only (gloo)
+    if ctx.is_distributed:
+        check_shardable(spec)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(ctx.local_rank % torch.cuda.device_count())  # "cuda" = this rank's GPU
+    return ctx
+
+
+def _recover_rank_files(ctx: DistContext, out_dir: Path) -> list[str]:
+    """Rows a crashed torchrun run left in its rank files count as finished: rank 0 merges them
+    before anything is measured. Returns the store's notices (damaged rows set aside)."""
+    notices: list[str] = []
+    if ctx.is_main:
+        opened = MeasurementStore(out_dir)  # also sets damaged rows aside (see MeasurementStore)
+        _merge_rank_files(out_dir, opened)
+        notices = opened.notices
+    ctx.barrier()
+    return notices
+
+
+def _apply_resume_policy(spec: MatrixSpec, store: MeasurementStore, cells: list[Cell], *,
+                         forget: set[str], retry_failed: bool) -> list[str]:
+    """Drop the finished cells that must be measured again: those of --remeasure metrics, failed
+    ones with --retry-failed (this matrix's only), and those measured with another configuration
+    of their model. Returns notes on what was dropped."""
     if forget and not store.frame.empty:
         stale = store.frame["metric"].isin(forget) | store.frame["cell"].astype(str).str.split(
             "|").str[0].isin(forget)
@@ -162,19 +202,20 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         # only this matrix's cells: another matrix's cells in the same directory keep their rows
         store.drop_cells(failed & {c.key for c in cells})
     changed = _cells_of_changed_models(spec, store, {c.key for c in cells})
-    if changed:
-        store.drop_cells(changed)
-        notes.append(f"{len(changed)} finished cell(s) measured again: their model's configuration "
-                     "differs from the one their rows were measured with")
-    done = store.done_cells()
-    todo = [c for c in cells if c.key not in done]
-    mine = todo[ctx.rank::ctx.world_size]
-    # Under torchrun each rank appends to its own file; rank 0 merges them when all are done (and,
-    # after a crash, at the start of the next run, so that a restart resumes every finished cell).
+    if not changed:
+        return []
+    store.drop_cells(changed)
+    return [f"{len(changed)} finished cell(s) measured again: their model's configuration "
+            "differs from the one their rows were measured with"]
+
+
+def _measure_cells(spec: MatrixSpec, cells: list[Cell], ctx: DistContext, out_dir: Path,
+                   store: MeasurementStore, env: dict[str, Any], *, progress: bool) -> int:
+    """Measure `cells` one by one, appending each one's rows as soon as it is done; returns the
+    number of failed rows. Under torchrun each rank appends to its own file (merged by rank 0)."""
     sink = MeasurementStore(out_dir, _rank_file(ctx.rank)) if ctx.is_distributed else store
-    started = time.perf_counter()
     failures = 0
-    bar = tqdm(mine, desc=spec.name, unit="cell", disable=not progress or not ctx.is_main,
+    bar = tqdm(cells, desc=spec.name, unit="cell", disable=not progress or not ctx.is_main,
                dynamic_ncols=True)
     rank_error: str | None = None
     for cell in bar:
@@ -193,29 +234,17 @@ def run_matrix(spec: MatrixSpec, out_dir: Path, *, retry_failed: bool = False,
         failures += sum(r["status"] == "failed" for r in rows)
         sink.add(rows)
     bar.close()
-    if ctx.is_distributed:
-        ctx.barrier()
-        failures = sum(ctx.all_gather_objects(failures))
-        if ctx.is_main:
-            _merge_rank_files(out_dir, store)
-        ctx.barrier()
-        if not ctx.is_main:
-            ctx.close()
-            return {"rank": ctx.rank, "cells_measured_now": len(mine)}
-    if forget and not todo:
-        store.save()  # nothing was re-measured (the metric is not in this matrix): drop the stale rows
-    wall = time.perf_counter() - started
-    summary = {
-        "profile": spec.name, "description": spec.description, "source": spec.source,
-        "cells_total": len(cells), "cells_measured_now": len(todo),
-        "cells_resumed": len(cells) - len(todo), "failed_rows_now": failures,
-        "wall_time_s": round(wall, 2), "threads": spec.threads,
-        "glibc_allocator_pinned": allocator_pinned, "notes": notes, "world_size": ctx.world_size,
-        "spec": asdict(spec), "environment": env,
-    }
-    _write_environment(out_dir, summary)
-    ctx.close()
-    return summary
+    return failures
+
+
+def _gather_ranks(ctx: DistContext, out_dir: Path, store: MeasurementStore, failures: int) -> int:
+    """Wait for every rank, merge their files into measurements.csv (rank 0); the total failures."""
+    ctx.barrier()
+    failures = sum(ctx.all_gather_objects(failures))
+    if ctx.is_main:
+        _merge_rank_files(out_dir, store)
+    ctx.barrier()
+    return failures
 
 
 def _remeasured_metrics(names: Collection[str]) -> set[str]:

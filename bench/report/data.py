@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UsageError
+from bench.matrix.metrics import INTEGER_METRICS, machine_metrics
 from bench.results.damage import csv_line
 from bench.results.schema import COLUMNS, MEASUREMENTS, SWEEP_WALL_PER_IMAGE
 from bench.results.store import read_measurements
@@ -31,7 +32,7 @@ MODEL_ORDER = ("unet", "cunet", "cunet-attn5", "cunet-noattn", "cunet-nores", "c
                "cunet-film")
 """Presets in the order the paper presents them; models not listed follow alphabetically."""
 
-MACHINE_METRICS = frozenset({"peak_gflops", "peak_bandwidth_gbs"})
+MACHINE_METRICS = machine_metrics()
 """Metrics of the device rather than of a model (their `model` is e.g. 'machine')."""
 
 AT_PAPER_INPUT = {"batch_size": 1, "resolution": 64, "channels": 3, "dtype": "float32"}
@@ -75,8 +76,6 @@ def load_results(results_dir: Path) -> Results:
 
 
 NON_NEGATIVE_UNITS = frozenset({"count", "MACs", "FLOPs", "evaluations", "MiB", "ms", "s", "GFLOP/s"})
-INTEGER_METRICS = frozenset({"params", "params_trainable", "macs_thop", "macs_fvcore", "flops_torch",
-                             "nfe"})
 
 
 def check_plausible(frame: pd.DataFrame, path: Path) -> None:
