@@ -47,17 +47,6 @@ def last_nfe(model: nn.Module) -> dict[str, int]:
     return dict(report()) if callable(report) else {}
 
 
-def is_continuous(model: nn.Module) -> bool:
-    """True for neural-ODE denoisers (those that report NFE)."""
-    return bool(getattr(getattr(model, "module", model), "is_continuous", False))
-
-
-def is_continuous_config(config: object) -> bool:
-    """True for configurations of neural-ODE denoisers (they report NFE)."""
-    family = FAMILIES.get(type(config).__name__)
-    return bool(family and family.continuous)
-
-
 def capture_safe(model: nn.Module) -> bool | None:
     """Whether the model says its forward can be captured in a CUDA graph (None: it does not say,
     e.g. a user's model; then capture is simply tried)."""
@@ -86,8 +75,6 @@ __all__ = [
     "build_from_config",
     "capture_safe",
     "check_resolution",
-    "is_continuous",
-    "is_continuous_config",
     "last_nfe",
     "preset_config",
 ]

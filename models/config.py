@@ -9,14 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ATTENTION_SITES = ("enc1", "enc2", "enc3", "enc4", "mid", "dec1", "dec2", "dec3", "dec4")
-SOLVERS = ("rk4", "euler", "midpoint", "dopri5")
 NORMS = ("instance", "group")
 TIME_CONDITIONING = ("none", "additive", "film")
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """The DDPM U-Net baseline (PAPER.md 3.1)."""
+    """The DDPM U-Net baseline (docs/paper.md, "The DDPM U-Net")."""
 
     dim: int = 64
     """Base width: channels after the input convolution."""
@@ -34,7 +33,8 @@ class UNetConfig:
 
 @dataclass(frozen=True)
 class CUNetConfig:
-    """The continuous U-Net (PAPER.md 3.2-3.3): every block is a neural ODE."""
+    """The continuous U-Net (docs/paper.md, "The continuous U-Net", "The variants"): every block is a
+    neural ODE."""
 
     num_filters: int = 16
     """Base width nf: the lift has nf then 2*nf channels; level l has 2*nf*2**(l-1)."""
@@ -66,5 +66,3 @@ class CUNetConfig:
     attn_dim_head: int = 32
     num_timesteps: int = 1000
 
-
-ModelConfig = UNetConfig | CUNetConfig

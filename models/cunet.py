@@ -1,4 +1,4 @@
-"""The continuous U-Net (PAPER.md 3.2-3.3): a U-Net whose blocks are neural ODEs.
+"""The continuous U-Net (docs/paper.md, "The networks"): a U-Net whose blocks are neural ODEs.
 
 Layout at a 64x64 input (nf = num_filters = 16, level widths 32, 64, 128, 256, bottleneck 512):
 lift 3 -> nf -> 2nf; encoder level l: ODE(c_l) [attention] then, except after the bottleneck,
@@ -76,17 +76,22 @@ class Stage(nn.Module):
         return self.attn(x) if self.attn is not None else x
 
 
+def resolution_rule(config: CUNetConfig) -> tuple[int, int]:
+    """(multiple, minimum) of the input resolution: LEVELS halvings, and at least 2x2 at the
+    bottom. The one rule: the family's resolution check and the forward's input check read it."""
+    multiple = 2**LEVELS
+    return multiple, 2 * multiple
+
+
 class ContinuousUNet(nn.Module):
     """cU-Net. `time_conditioning` decides whether (and how) the output depends on t."""
-
-    is_continuous = True
 
     def __init__(self, config: CUNetConfig) -> None:
         super().__init__()
         self.config = c = config
         nf = c.num_filters
         widths = [2 * nf * 2**level for level in range(LEVELS + 1)]  # 32, 64, 128, 256, 512
-        self.multiple = 2**LEVELS
+        self.multiple, self.min_size = resolution_rule(c)
         # Frozen sinusoidal table: a parameter (counted, saved) that never trains.
         self.time_table = nn.Parameter(
             sinusoidal_table(c.num_timesteps, c.time_embed_dim), requires_grad=False
@@ -155,7 +160,7 @@ class ContinuousUNet(nn.Module):
         c = self.config
         check_denoiser_inputs(
             "cunet", x, t, in_channels=c.in_channels, multiple=self.multiple,
-            num_timesteps=c.num_timesteps, min_size=2 * self.multiple,
+            num_timesteps=c.num_timesteps, min_size=self.min_size,
         )
         embedding = self.time_table[t] if c.time_conditioning != "none" else None
         shifts = [mlp(embedding) for mlp in self.time_mlps] if self.time_mlps is not None else None

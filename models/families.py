@@ -3,10 +3,10 @@ presets, registered with the same calls a new family would use (`models.registry
 
 from __future__ import annotations
 
-from models.config import ATTENTION_SITES, NORMS, SOLVERS, TIME_CONDITIONING, CUNetConfig, UNetConfig
+from models.config import ATTENTION_SITES, NORMS, TIME_CONDITIONING, CUNetConfig, UNetConfig
 from models.errors import ModelInputError
 from models.registry import Family, Preset, register_family, register_preset
-from models.solvers import check_backend
+from models.solvers import METHODS, check_backend
 
 ATTN5 = ("enc2", "enc4", "mid", "dec1", "dec3")
 
@@ -25,7 +25,7 @@ def _validate_unet(name: str, c: UNetConfig) -> None:
 
 def _validate_cunet(name: str, c: CUNetConfig) -> None:
     _require(c.num_filters >= 1, f"{name}: num_filters must be >= 1, got {c.num_filters}")
-    _require(c.solver in SOLVERS, f"{name}: unknown solver '{c.solver}'; use one of {', '.join(SOLVERS)}")
+    _require(c.solver in METHODS, f"{name}: unknown solver '{c.solver}'; use one of {', '.join(METHODS)}")
     _require(c.solver_steps >= 1, f"{name}: solver_steps must be >= 1, got {c.solver_steps}")
     _require(c.norm in NORMS, f"{name}: unknown norm '{c.norm}'; use one of {', '.join(NORMS)}")
     _require(c.time_conditioning in TIME_CONDITIONING,
@@ -50,35 +50,38 @@ def _build_cunet(config: CUNetConfig):
 
 
 def _unet_resolutions(config: UNetConfig) -> tuple[int, int]:
-    """Every level but the last halves the resolution."""
-    factor = 2 ** (len(config.dim_mults) - 1)
-    return factor, factor
+    from models.unet import resolution_rule
+
+    return resolution_rule(config)
+
+
+def _cunet_resolutions(config: CUNetConfig) -> tuple[int, int]:
+    from models.cunet import resolution_rule
+
+    return resolution_rule(config)
 
 
 register_family(Family(UNetConfig, build=_build_unet, validate=_validate_unet,
                        resolution_rule=_unet_resolutions, aliases={"width": "dim"}))
 register_family(Family(CUNetConfig, build=_build_cunet, validate=_validate_cunet,
-                       resolution_rule=lambda config: (16, 32), aliases={"width": "num_filters"},
+                       resolution_rule=_cunet_resolutions, aliases={"width": "num_filters"},
                        continuous=True))
 
-register_preset("unet", Preset(UNetConfig(), "DDPM U-Net baseline, 35,710,339 params", "U-Net"))
+register_preset("unet", Preset(UNetConfig(), "DDPM U-Net baseline, 35,710,339 params"))
 register_preset("cunet", Preset(
     CUNetConfig(),
-    "continuous U-Net as released (2 attention blocks; output ignores t), 8,811,875 params",
-    "cU-Net"))
+    "continuous U-Net as released (2 attention blocks; output ignores t), 8,811,875 params"))
 register_preset("cunet-noattn", Preset(
-    CUNetConfig(attention=()), "cU-Net without attention (wo/A), 8,548,707 params", "cU-Net wo/A"))
+    CUNetConfig(attention=()), "cU-Net without attention (wo/A), 8,548,707 params"))
 register_preset("cunet-nores", Preset(
     CUNetConfig(ode_residual=False, time_conditioning="additive"),
-    "cU-Net without residual ODE functions, additive time MLPs (wo/R), 6,138,083 params",
-    "cU-Net wo/R"))
+    "cU-Net without residual ODE functions, additive time MLPs (wo/R), 6,138,083 params"))
 register_preset("cunet-noattn-nores", Preset(
     CUNetConfig(ode_residual=False, time_conditioning="additive", attention=()),
-    "cU-Net wo/A/R, 5,874,915 params", "cU-Net wo/A/R"))
+    "cU-Net wo/A/R, 5,874,915 params"))
 register_preset("cunet-attn5", Preset(
     CUNetConfig(attention=ATTN5),
-    "cU-Net with five attention blocks (the paper's Table 2 cU-Net row), 9,140,835 params",
-    "cU-Net (Table 2)"))
+    "cU-Net with five attention blocks (the paper's Table 2 cU-Net row), 9,140,835 params"))
 register_preset("cunet-film", Preset(
     CUNetConfig(time_conditioning="film"),
     "cU-Net as the paper describes it: FiLM time conditioning in every ODE function"))

@@ -51,8 +51,6 @@ class Family:
 class Preset:
     config: typing.Any
     description: str
-    paper_label: str | None = None
-    """How the paper's tables and figures name this model (None: not in the paper)."""
 
 
 FAMILIES: dict[str, Family] = {}

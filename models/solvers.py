@@ -30,6 +30,8 @@ from models.errors import ModelInputError
 
 FIXED_STEP_METHODS = ("rk4", "euler", "midpoint")
 ADAPTIVE_METHODS = ("dopri5",)
+METHODS = FIXED_STEP_METHODS + ADAPTIVE_METHODS
+"""Every ODE method a cU-Net configuration may name (`CUNetConfig.solver`)."""
 
 Derivative = Callable[[torch.Tensor | float, torch.Tensor], torch.Tensor]
 

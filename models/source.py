@@ -112,24 +112,21 @@ class ModelSource:
         """(method, steps per block, backend) of a continuous preset; Nones otherwise (a user's
         model reports its evaluations through `last_nfe` but not a solver)."""
         config = self.preset_config()
-        if config is not None and _continuous(config):
+        if config is not None and self.continuous():
             return config.solver, config.solver_steps, config.solver_backend
         return None, None, None
 
-    def reports_nfe(self) -> bool:
-        """Whether the model reports ODE-function evaluations (the protocol's `last_nfe`): read
-        from a preset's configuration, asked of a user's model."""
+    def continuous(self) -> bool:
+        """Whether the model is a neural-ODE denoiser, which reports its ODE-function evaluations
+        (the protocol's `last_nfe`). The one answer to that question: a preset's family says so
+        (`Family.continuous`); a user's model says so by having `last_nfe`."""
         config = self.preset_config()
         if config is not None:
-            return _continuous(config)
+            from models.registry import family_of
+
+            return family_of(config).continuous
         net = self.build()
         return callable(getattr(getattr(net, "module", net), "last_nfe", None))
-
-
-def _continuous(config: Any) -> bool:
-    from models.registry import family_of
-
-    return family_of(config).continuous
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,4 +1,5 @@
-"""The DDPM U-Net baseline (PAPER.md 3.1): 35,710,339 parameters at its default width."""
+"""The DDPM U-Net baseline (docs/paper.md, "The DDPM U-Net"): 35,710,339 parameters at its default
+width."""
 
 from __future__ import annotations
 
@@ -107,11 +108,17 @@ class UpLevel(nn.Module):
         return self.resample(self.attn(x))
 
 
+def resolution_rule(config: UNetConfig) -> tuple[int, int]:
+    """(multiple, minimum) of the input resolution: every level but the last halves it. The one
+    rule: the family's resolution check and the forward's input check both read it."""
+    factor = 2 ** (len(config.dim_mults) - 1)
+    return factor, factor
+
+
 class UNet(nn.Module):
     """DDPM U-Net: ResNet blocks with FiLM time conditioning, linear attention on the high
     resolution levels and full attention at the bottom."""
 
-    is_continuous = False
     capture_safe = True
     """A forward reads nothing on the host (CUDA-graph capturable)."""
 
@@ -122,7 +129,7 @@ class UNet(nn.Module):
         widths = [c.dim] + [c.dim * m for m in c.dim_mults]
         pairs = list(zip(widths[:-1], widths[1:], strict=True))
         levels = len(pairs)
-        self.multiple = 2 ** (levels - 1)
+        self.multiple, self.min_size = resolution_rule(c)
 
         self.init_conv = nn.Conv2d(c.in_channels, c.dim, 7, padding=3)
         self.time_embed = SinusoidalTimeEmbedding(c.dim)
@@ -167,7 +174,7 @@ class UNet(nn.Module):
         c = self.config
         check_denoiser_inputs(
             "unet", x, t, in_channels=c.in_channels, multiple=self.multiple,
-            num_timesteps=c.num_timesteps,
+            num_timesteps=c.num_timesteps, min_size=self.min_size,
         )
         x = self.init_conv(x)
         first = x
