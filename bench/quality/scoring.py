@@ -59,27 +59,13 @@ def score(generated: torch.Tensor, real: Dataset | torch.Tensor, *, extractor: s
                          f"{', '.join(EXTRACTORS)}")
     fake = _generated_uint8(generated)
     real_view = Uint8RGBView(real)
-    n_generated, n_real = len(fake), len(real_view)
-    if n_real < 2:
-        raise UsageError(f"FID/KID need at least 2 real images, got {n_real}")
-    resolution = tuple(fake.shape[-2:])
-    real_resolution = tuple(real_view[0].shape[-2:])
-    if real_resolution != resolution:
-        raise UsageError(
-            f"generated images are {resolution[0]}x{resolution[1]} but real ones are "
-            f"{real_resolution[0]}x{real_resolution[1]}; load the real set at the generated "
-            "resolution")
-    subset = _kid_subset_size(kid_subset_size, n_generated, n_real)
+    resolution = _check_same_resolution(fake, real_view)
+    subset = _kid_subset_size(kid_subset_size, len(fake), len(real_view))
     weights = resolve_weights(extractor, weights_path, cache_dir=cache_dir, data_root=data_root)
     cache_name = None
     if cache_real_key:
-        cache_name = _cache_name(cache_real_key, extractor, weights, n_real, resolution)
-    feature_layer = feature_layer or default_feature_layer(extractor)
-    provided = FEATURE_EXTRACTORS_REGISTRY[extractor].get_provided_features_list()
-    if feature_layer not in provided:
-        raise UsageError(f"{extractor} has no feature layer {feature_layer!r}; choose one of "
-                         f"{', '.join(provided)}")
-
+        cache_name = _cache_name(cache_real_key, extractor, weights, len(real_view), resolution)
+    feature_layer = _checked_feature_layer(extractor, feature_layer)
     metrics = torch_fidelity.calculate_metrics(
         input1=_TensorImages(fake),
         input2=real_view,
@@ -109,14 +95,38 @@ def score(generated: torch.Tensor, real: Dataset | torch.Tensor, *, extractor: s
         "extractor": extractor,
         "feature_layer": feature_layer,
         "weights_path": str(weights),
-        "n_generated": n_generated,
-        "n_real": n_real,
+        "n_generated": len(fake),
+        "n_real": len(real_view),
         "resolution": resolution[0],
         "kid_subset_size": subset,
         "kid_subsets": kid_subsets,
         "seed": seed,
         "real_cache_name": cache_name,
     }
+
+
+def _check_same_resolution(fake: torch.Tensor, real_view: Uint8RGBView) -> tuple[int, int]:
+    """The (H, W) both sides share; UsageError when they differ or the real set is too small."""
+    if len(real_view) < 2:
+        raise UsageError(f"FID/KID need at least 2 real images, got {len(real_view)}")
+    resolution = tuple(fake.shape[-2:])
+    real_resolution = tuple(real_view[0].shape[-2:])
+    if real_resolution != resolution:
+        raise UsageError(
+            f"generated images are {resolution[0]}x{resolution[1]} but real ones are "
+            f"{real_resolution[0]}x{real_resolution[1]}; load the real set at the generated "
+            "resolution")
+    return resolution
+
+
+def _checked_feature_layer(extractor: str, feature_layer: str | None) -> str:
+    """The extractor's standard layer when none is named; UsageError for a layer it lacks."""
+    feature_layer = feature_layer or default_feature_layer(extractor)
+    provided = FEATURE_EXTRACTORS_REGISTRY[extractor].get_provided_features_list()
+    if feature_layer not in provided:
+        raise UsageError(f"{extractor} has no feature layer {feature_layer!r}; choose one of "
+                         f"{', '.join(provided)}")
+    return feature_layer
 
 
 class _TensorImages(Dataset):

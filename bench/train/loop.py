@@ -75,6 +75,40 @@ def _flip(x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(mask.to(x0.device)[:, None, None, None], x0.flip(-1), x0)
 
 
+@dataclass
+class _Run:
+    """What one training run holds: the network, its diffusion, EMA and optimizer, where it
+    resumes from, and its output directory."""
+
+    config: TrainConfig
+    dist: DistContext
+    out: Path
+    spec: dict[str, Any]
+    model: nn.Module
+    diffusion: nn.Module
+    ema: Any
+    optimizer: torch.optim.Optimizer
+    start: int = 0
+    elapsed_before: float = 0.0
+    resumed_from: int | None = None
+    session_start: float = 0.0
+
+    def elapsed(self) -> float:
+        """Training wall time over every session of this run."""
+        return self.elapsed_before + time.perf_counter() - self.session_start
+
+    def save(self, step: int) -> Path:
+        """Checkpoint `step` (rank 0 writes it), keeping the newest `keep_checkpoints`."""
+        path = self.out / checkpoint_name(step)
+        if self.dist.is_main:
+            meta = {"spec": self.spec, "train": self.config.to_meta(),
+                    "world_size": self.dist.world_size, "elapsed_s": self.elapsed()}
+            save_checkpoint(path, model=self.model, diffusion=self.diffusion, ema=self.ema,
+                            optimizer=self.optimizer, step=step, meta=meta)
+            prune(self.out, self.config.keep_checkpoints)
+        return path
+
+
 def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
     """Train (or resume, or find already finished) the run `config` describes.
 
@@ -87,10 +121,28 @@ def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
     if config.batch_size % dist.world_size:
         raise UsageError(f"batch-size {config.batch_size} does not split evenly over "
                          f"{dist.world_size} processes")
-    out = Path(config.out)
     dataset, channels, resolution = _load_data(config)
-    spec = run_spec(config, channels, resolution)
+    run = _build_run(config, dist, run_spec(config, channels, resolution), channels)
+    params = sum(p.numel() for p in run.model.parameters())
+    _resume(run)
+    if dist.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        losslog.truncate_loss_log(run.out, run.start)
+    run.session_start = time.perf_counter()
+    step = _train_steps(run, dataset)
+    if run.start == config.steps and latest_checkpoint(run.out) is None:
+        run.save(step)  # a zero-step run still leaves the (untrained) model behind
+    dist.barrier()
+    path = latest_checkpoint(run.out)
+    if path is None:  # pragma: no cover - rank 0 saved above
+        raise UsageError(f"no checkpoint in {run.out} after training")
+    loss = losslog.tail_mean(losslog.read_loss_log(run.out))
+    return TrainResult(checkpoint=path, step=step, loss=loss, seconds=run.elapsed(),
+                       resumed_from=run.resumed_from, params=params)
 
+
+def _build_run(config: TrainConfig, dist: DistContext, spec: dict[str, Any], channels: int) -> _Run:
+    """The seeded network, its diffusion, EMA and optimizer on this rank's device."""
     from models.diffusion import GaussianDiffusion
 
     torch.manual_seed(config.seed)
@@ -101,53 +153,43 @@ def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
                                   prediction=config.prediction)
     model.to(dist.device)
     diffusion.to(dist.device)
-    ema = make_ema(model, config.ema_decay)
-    optimizer = make_optimizer(model, config.lr)
-    params = sum(p.numel() for p in model.parameters())
+    return _Run(config=config, dist=dist, out=Path(config.out), spec=spec, model=model,
+                diffusion=diffusion, ema=make_ema(model, config.ema_decay),
+                optimizer=make_optimizer(model, config.lr))
 
-    state = load_latest(out, map_location=dist.device) if out.is_dir() else None
-    start, elapsed_before, resumed_from = 0, 0.0, None
-    if state is not None:
-        check_same_run(state, spec)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr
-        start = resumed_from = int(state["step"])
-        elapsed_before = float(state["meta"].get("elapsed_s", 0.0))
-        del state
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        losslog.truncate_loss_log(out, start)
 
-    session_start = time.perf_counter()
+def _resume(run: _Run) -> None:
+    """Load the newest checkpoint of the same run, if there is one (the learning rate is the one
+    asked for now)."""
+    state = load_latest(run.out, map_location=run.dist.device) if run.out.is_dir() else None
+    if state is None:
+        return
+    check_same_run(state, run.spec)
+    run.model.load_state_dict(state["model"])
+    run.ema.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.config.lr
+    run.start = run.resumed_from = int(state["step"])
+    run.elapsed_before = float(state["meta"].get("elapsed_s", 0.0))
 
-    def meta() -> dict[str, Any]:
-        return {"spec": spec, "train": config.to_meta(), "world_size": dist.world_size,
-                "elapsed_s": elapsed_before + time.perf_counter() - session_start}
 
-    def save(step: int) -> Path:
-        path = out / checkpoint_name(step)
-        if dist.is_main:
-            save_checkpoint(path, model=model, diffusion=diffusion, ema=ema, optimizer=optimizer,
-                            step=step, meta=meta())
-            prune(out, config.keep_checkpoints)
-        return path
-
-    net: nn.Module = model
+def _train_steps(run: _Run, dataset: Any) -> int:
+    """Steps from `run.start` to the configured end: log, EMA, checkpoints; returns the last step."""
+    config, dist = run.config, run.dist
+    net: nn.Module = run.model
     if dist.is_distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [dist.device.index] if dist.device.type == "cuda" else None
-        net = DistributedDataParallel(model, device_ids=ids)
+        net = DistributedDataParallel(run.model, device_ids=ids)
     batches = StepBatches(len(dataset), batch_per_rank=config.batch_size // dist.world_size,
                           rank=dist.rank, world_size=dist.world_size, seed=config.seed,
-                          start=start, stop=config.steps)
-    bar = tqdm(total=config.steps, initial=start, unit="step", desc=f"train {config.model}",
+                          start=run.start, stop=config.steps)
+    bar = tqdm(total=config.steps, initial=run.start, unit="step", desc=f"train {config.model}",
                disable=not (config.progress and dist.is_main), dynamic_ncols=True, mininterval=0.5)
     window: list[tuple[float, float]] = []
-    step = start
+    step = run.start
     try:
         for x0, _ in step_loader(dataset, batches, config.num_workers):
             generator = step_generator(config.seed, step, dist.rank)
@@ -155,39 +197,35 @@ def train(config: TrainConfig, dist: DistContext | None = None) -> TrainResult:
             if config.hflip:
                 x0 = _flip(x0, generator)
             try:
-                result = train_step(net, diffusion, optimizer, x0, generator=generator,
+                result = train_step(net, run.diffusion, run.optimizer, x0, generator=generator,
                                     grad_clip=config.grad_clip, amp=config.amp, mean=dist.mean)
             except TrainingDiverged as error:
-                raise TrainingDiverged(_diverged_message(config, out, step + 1, error)) from None
+                raise TrainingDiverged(_diverged_message(config, run.out, step + 1, error)) from None
             step += 1
             if step % config.ema_every == 0:
-                ema.update_parameters(model)
+                run.ema.update_parameters(run.model)
             window.append((result.loss, result.grad_norm))
             bar.update(1)
             bar.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
             if step % config.log_every == 0 or step == config.steps:
-                if dist.is_main:
-                    losslog.append_loss_row(out, {
-                        "step": step,
-                        "loss": sum(w[0] for w in window) / len(window),
-                        "grad_norm": sum(w[1] for w in window) / len(window),
-                        "elapsed_s": elapsed_before + time.perf_counter() - session_start,
-                    })
-                window.clear()
+                _log_window(run, step, window)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                save(step)
+                run.save(step)
     finally:
         bar.close()
-    if start == config.steps and latest_checkpoint(out) is None:
-        save(step)  # a zero-step run still leaves the (untrained) model behind
-    dist.barrier()
-    path = latest_checkpoint(out)
-    if path is None:  # pragma: no cover - rank 0 saved above
-        raise UsageError(f"no checkpoint in {out} after training")
-    loss = losslog.tail_mean(losslog.read_loss_log(out))
-    return TrainResult(checkpoint=path, step=step, loss=loss,
-                       seconds=elapsed_before + time.perf_counter() - session_start,
-                       resumed_from=resumed_from, params=params)
+    return step
+
+
+def _log_window(run: _Run, step: int, window: list[tuple[float, float]]) -> None:
+    """One loss-log row: the mean loss and gradient norm since the last row (rank 0 writes)."""
+    if run.dist.is_main:
+        losslog.append_loss_row(run.out, {
+            "step": step,
+            "loss": sum(w[0] for w in window) / len(window),
+            "grad_norm": sum(w[1] for w in window) / len(window),
+            "elapsed_s": run.elapsed(),
+        })
+    window.clear()
 
 
 def _diverged_message(config: TrainConfig, out: Path, step: int, error: Exception) -> str:
