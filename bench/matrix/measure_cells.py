@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +17,6 @@ from bench.matrix.cells import Cell
 from bench.matrix.metrics import METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import breakdown, compute, interleaved, machine, memory, modes, params, sampling
-from bench.measure.allocator import steady_allocator
 from bench.measure.workload import check_device, denoiser_inputs, torch_threads
 from models.source import ModelSource
 
@@ -44,24 +44,13 @@ def fresh_model(spec: MatrixSpec, name: str) -> torch.nn.Module:
     return spec.source_of(name).build().eval()
 
 
-def model_config(spec: MatrixSpec, name: str) -> dict[str, Any]:
-    """The model's full configuration, as stored with every row: the preset's family and every
-    field, or the factory reference and its keyword arguments."""
-    return spec.source_of(name).config()
-
-
-def solver_of(spec: MatrixSpec, name: str) -> tuple[str | None, int | None, str | None]:
-    """(method, steps per block, backend) of a continuous model; Nones for a discrete one."""
-    return spec.source_of(name).solver()
-
-
-def _row(cell: Cell, metric: str, value: Any, *, stat: str = "value", **extra: Any) -> Row:
+def _row(metric: str, value: Any, *, stat: str = "value", **extra: Any) -> Row:
     unit = extra.pop("unit", "")
     return {"metric": metric, "value": value, "unit": METRICS.get(metric, unit), "stat": stat,
             "status": "ok", **extra}
 
 
-def _failed(cell: Cell, metric: str, reason: str, **extra: Any) -> Row:
+def _failed(metric: str, reason: str, **extra: Any) -> Row:
     return {"metric": metric, "value": None, "unit": METRICS.get(metric, ""), "stat": "value",
             "status": "failed", "error": reason, **extra}
 
@@ -73,11 +62,11 @@ def _shape(spec: MatrixSpec, cell: Cell) -> tuple[int, int, int]:
 def measure_params(spec: MatrixSpec, cell: Cell) -> list[Row]:
     count = params.count_params(build_model(spec, cell.model))
     rows = {
-        "params": _row(cell, "params", count.total, counter="numel",
+        "params": _row("params", count.total, counter="numel",
                        method="all parameters, frozen included"),
-        "params_trainable": _row(cell, "params_trainable", count.trainable, counter="numel",
+        "params_trainable": _row("params_trainable", count.trainable, counter="numel",
                                  method=f"requires_grad; frozen: {count.frozen}"),
-        "param_mib": _row(cell, "param_mib", count.mib, counter="element_size",
+        "param_mib": _row("param_mib", count.mib, counter="element_size",
                           method="parameter storage at float32; buffers excluded"),
     }
     return [rows[m] for m in cell.metrics]
@@ -91,13 +80,13 @@ def measure_thop(spec: MatrixSpec, cell: Cell) -> list[Row]:
     count = compute.thop_macs(build_model(spec, cell.model), _shape(spec, cell))
     method = (f"thop leaf-module MACs (the paper's 'GFLOPS'); skips functional matmul/softmax/norm; "
               f"modules without a rule: {_gaps(count.uncounted_modules)}")
-    return [_row(cell, "macs_thop", count.macs, counter="thop", method=method)]
+    return [_row("macs_thop", count.macs, counter="thop", method=method)]
 
 
 def measure_fvcore(spec: MatrixSpec, cell: Cell) -> list[Row]:
     count = compute.fvcore_macs(build_model(spec, cell.model), _shape(spec, cell))
     method = f"fvcore FlopCountAnalysis (1 per MAC); unsupported ops: {_gaps(count.unsupported_ops)}"
-    return [_row(cell, "macs_fvcore", count.macs, counter="fvcore", method=method)]
+    return [_row("macs_fvcore", count.macs, counter="fvcore", method=method)]
 
 
 def measure_flop_counter(spec: MatrixSpec, cell: Cell) -> list[Row]:
@@ -105,8 +94,8 @@ def measure_flop_counter(spec: MatrixSpec, cell: Cell) -> list[Row]:
     method = (f"torch.utils.flop_counter (2 per MAC); ops without a formula: "
               f"{_gaps(count.uncounted_ops)}")
     traffic = compute.bytes_moved(build_model(spec, cell.model), _shape(spec, cell))
-    return [_row(cell, "flops_torch", count.flops, counter="torch.utils.flop_counter", method=method),
-            _row(cell, "bytes_moved", traffic.bytes, unit="bytes", counter="dispatch",
+    return [_row("flops_torch", count.flops, counter="torch.utils.flop_counter", method=method),
+            _row("bytes_moved", traffic.bytes, unit="bytes", counter="dispatch",
                  method="unfused upper bound: every operator reads its tensor inputs and writes its "
                         "outputs once (weights included; views free); float32, batch 1")]
 
@@ -117,8 +106,8 @@ def measure_nfe(spec: MatrixSpec, cell: Cell) -> list[Row]:
     nfe = compute.call_nfe(model, shape)
     if nfe is None:
         return []
-    rows = [_row(cell, "nfe", nfe.total, counter="ODE-function calls", method="total over all blocks")]
-    rows += [_row(cell, "nfe", n, stat=f"block {name}", counter="ODE-function calls")
+    rows = [_row("nfe", nfe.total, counter="ODE-function calls", method="total over all blocks")]
+    rows += [_row("nfe", n, stat=f"block {name}", counter="ODE-function calls")
              for name, n in nfe.blocks.items()]
     # The amortised figure (whole-call MACs / NFE) follows from the macs_fvcore and nfe rows; only
     # the ODE functions' own cost needs counting here, for a model that names them (the
@@ -128,26 +117,24 @@ def measure_nfe(spec: MatrixSpec, cell: Cell) -> list[Row]:
         return rows
     ode_only = sum(compute.per_evaluation_macs(model, function, shape, counter="fvcore")
                    for _, function in functions())
-    rows.append(_row(cell, "macs_per_eval", ode_only, unit="MACs", stat="ode functions",
+    rows.append(_row("macs_per_eval", ode_only, unit="MACs", stat="ode functions",
                      counter="fvcore", method="one evaluation of every block's ODE function, summed"))
     return rows
 
 
 def measure_checkpoint(spec: MatrixSpec, cell: Cell) -> list[Row]:
     size = checkpoint_mib(build_model(spec, cell.model), shape=_shape(spec, cell))
-    return [_row(cell, "checkpoint_mib", size, counter="torch.save",
+    return [_row("checkpoint_mib", size, counter="torch.save",
                  method="training checkpoint (the paper's 'MB'): model + schedule + EMA + Adam, 1 step")]
 
 
-def _memory(spec: MatrixSpec, cell: Cell, mode: str, metric: str) -> list[Row]:
-    source = spec.source_of(cell.model)
+def _memory(spec: MatrixSpec, cell: Cell, phase: memory.Phase, metric: str) -> list[Row]:
     peak = memory.peak_memory(
-        source.name, overrides=source.arguments, device=cell.device, factory=source.factory,
-        shape=_shape(spec, cell), batch=cell.batch_size, mode=mode, threads=spec.threads,
-        dtype=cell.dtype,
+        spec.source_of(cell.model), device=cell.device, shape=_shape(spec, cell),
+        batch=cell.batch_size, phase=phase, threads=spec.threads, dtype=cell.dtype,
     )
     method = peak.method + (" (lower bound)" if peak.lower_bound else "")
-    return [_row(cell, metric, peak.peak_mib, counter="memory", method=method)]
+    return [_row(metric, peak.peak_mib, counter="memory", method=method)]
 
 
 def measure_peak_infer(spec: MatrixSpec, cell: Cell) -> list[Row]:
@@ -158,91 +145,145 @@ def measure_peak_train(spec: MatrixSpec, cell: Cell) -> list[Row]:
     return _memory(spec, cell, "train", "peak_train_mib")
 
 
-def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
-    """Every (model, mode) pair of the cell timed round-robin: per pair the median/p90/min over its
-    calls, its same-run ratio to the reference model in the same mode, and its speed-up over the
-    same model's eager calls. Each non-eager mode is checked against eager first."""
-    names = list(cell.models)
-    reference = spec.latency.reference_for(names)
-    dev = check_device(cell.device)
-    dtype = getattr(torch, cell.dtype)
-    shape = (spec.channels, cell.resolution, cell.resolution)
-    x, t = denoiser_inputs(shape, batch=cell.batch_size, timestep=500, device=dev, dtype=dtype)
-    steady_allocator()
-    calls: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    prepared_rows: list[Row] = []
+def pair_key(model: str, mode: str) -> str:
+    """The key of one (model, mode) pair in a latency timing."""
+    return f"{model}|{mode}"
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    model, _, mode = key.rpartition("|")
+    return model, mode
+
+
+@dataclass(frozen=True)
+class TimedPairs:
+    """One round-robin timing of (model, mode) pairs, keyed by `pair_key`."""
+
+    timing: interleaved.RoundRobinTiming
+    """Statistics and same-round ratios to the reference model in the same mode."""
+    prepared: dict[str, modes.Prepared]
+    """Pair -> its prepared call (compile time and error against eager)."""
+    failed: dict[str, str]
+    """Pair -> why it was not timed (its mode failed to prepare, or its warm-up call raised)."""
+    reference: str
+    threads: int
+
+    @property
+    def speedups(self) -> dict[str, float]:
+        """Non-eager pair -> median over rounds of (eager round median / its round median)."""
+        to_eager = {key: pair_key(_split_key(key)[0], "eager") for key in self.timing.stats
+                    if _split_key(key)[1] != "eager"}
+        return {key: 1.0 / ratio for key, ratio in self.timing.ratios_to(to_eager).items()}
+
+
+def time_pairs(spec: MatrixSpec, names: list[str], reference: str, *,
+               plan: Callable[[int], interleaved.InterleavePlan], device: str, dtype: str,
+               resolution: int, batch: int) -> TimedPairs:
+    """Every (model, mode) pair of `names` (modes: `spec.modes_for`) timed round-robin on one
+    input (`interleaved.time_round_robin`): the latency measurement of the matrix's latency cell
+    and of the gate (`bench.gate.run`), which differ only in the rows they make of it.
+    `plan(n)`: the plan for timing n pairs."""
+    dev = check_device(device)
+    x, t = denoiser_inputs((spec.channels, resolution, resolution), batch=batch, timestep=500,
+                           device=dev, dtype=getattr(torch, dtype))
     with contextlib.ExitStack() as stack:
         used = stack.enter_context(torch_threads(spec.threads))
         stack.enter_context(torch.inference_mode())
-        for name in names:
-            # Fresh models, not the two-entry cache: all of them are alive at once here.
-            net = fresh_model(spec, name).to(device=dev, dtype=dtype)
-            reference_out = None
-            for mode in spec.modes_for(name):
-                key = f"{name}|{mode}"
-                try:
-                    if mode != "eager" and reference_out is None:
-                        reference_out = net(x, t).clone()
-                    prepared = modes.prepare(net, mode, x, t, reference_out)
-                except Exception as error:  # noqa: BLE001 - a mode that fails fails its pair only
-                    failed[key] = failure_reason(error)
-                    continue
-                calls[key] = prepared.call
-                prepared_rows += _mode_rows(cell, name, prepared)
-        timed = interleaved.round_robin(calls, plan=spec.latency.plan(max(len(calls), 1)), device=dev)
-    failed.update(timed.failed)
-    timer = "cuda-event" if dev.type == "cuda" else "perf_counter"
-    how = (f"{timer}; {len(timed.calls)} (model, mode) pairs round-robin, {len(timed.per_round)} "
-           f"rounds x {spec.latency.calls_per_round} calls; warm-up {spec.latency.warmup}; "
-           f"inference_mode; {used} threads")
-    to_reference = {key: f"{reference}|{key.split('|')[1]}" for key in timed.calls}
-    to_eager = {key: f"{key.split('|')[0]}|eager" for key in timed.calls if not key.endswith("|eager")}
-    ratios = interleaved.paired_ratios(timed.per_round, to_reference) if timed.per_round else {}
-    speedups = interleaved.paired_ratios(timed.per_round, to_eager) if timed.per_round else {}
-    rows: list[Row] = list(prepared_rows)
+        prepared, failed = _prepare_pairs(spec, names, x, t)
+        to_reference = {key: pair_key(reference, _split_key(key)[1]) for key in prepared}
+        timing = interleaved.time_round_robin({key: p.call for key, p in prepared.items()},
+                                              to_reference, plan=plan(len(prepared)), device=dev)
+    return TimedPairs(timing, prepared, {**failed, **timing.failed}, reference, used)
+
+
+def _prepare_pairs(spec: MatrixSpec, names: list[str], x: torch.Tensor, t: torch.Tensor
+                   ) -> tuple[dict[str, modes.Prepared], dict[str, str]]:
+    """(pair -> its prepared call, pair -> why its mode failed); each non-eager mode is checked
+    against the model's eager output. Call inside `torch.inference_mode()`."""
+    prepared: dict[str, modes.Prepared] = {}
+    failed: dict[str, str] = {}
+    for name in names:
+        # Fresh models, not the two-entry cache: all of them are alive at once here.
+        net = fresh_model(spec, name).to(device=x.device, dtype=x.dtype)
+        eager_out = None
+        for mode in spec.modes_for(name):
+            key = pair_key(name, mode)
+            try:
+                if mode != "eager" and eager_out is None:
+                    eager_out = net(x, t).clone()
+                prepared[key] = modes.prepare(net, mode, x, t, eager_out)
+            except Exception as error:  # noqa: BLE001 - a mode that fails fails its pair only
+                failed[key] = failure_reason(error)
+    return prepared, failed
+
+
+def measure_latency(spec: MatrixSpec, cell: Cell) -> list[Row]:
+    """Every (model, mode) pair of the cell timed round-robin (`time_pairs`): per pair the
+    median/p90/min over its calls, its same-run ratio to the reference model in the same mode, and
+    its speed-up over the same model's eager calls."""
+    names = list(cell.models)
+    pairs = time_pairs(spec, names, spec.latency.reference_for(names), plan=spec.latency.plan,
+                       device=cell.device, dtype=cell.dtype, resolution=cell.resolution,
+                       batch=cell.batch_size)
+    rows = [row for key, prepared in pairs.prepared.items()
+            for row in _mode_rows(cell.dtype, _split_key(key)[0], prepared)]
+    how = _latency_method(spec, pairs)
+    speedups = pairs.speedups
     for name in names:
         for mode in spec.modes_for(name):
-            key = f"{name}|{mode}"
-            where = {"model": name, "mode": mode}
-            if key in failed:
-                rows += [_failed(cell, metric, failed[key], **where)
-                         for metric in ("latency_ms", "latency_ratio")]
-                continue
-            values = timed.calls[key]
-            s = interleaved.stats_of(values, timer)
-            rows += [_row(cell, "latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how,
-                          **where)
-                     for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
-            if key in ratios:
-                rows.append(_row(cell, "latency_ratio", ratios[key], unit=f"x {reference}",
-                                 stat="median", counter="wall clock", n=len(timed.per_round),
-                                 method=f"median over rounds of (round median / {reference}'s round "
-                                        f"median in the same round and mode); {how}", **where))
-            else:
-                rows.append(_failed(cell, "latency_ratio", f"reference {reference} in mode {mode} "
-                                    f"failed: {failed.get(to_reference[key], 'not timed')}", **where))
-            if key in speedups:
-                rows.append(_row(cell, "mode_speedup", 1.0 / speedups[key], unit="x eager",
-                                 stat="median", counter="wall clock", n=len(timed.per_round),
-                                 method=f"median over rounds of (eager round median / {mode} round "
-                                        f"median of the same model); {how}", **where))
+            rows += _pair_rows(pairs, name, mode, how, speedups)
     return rows
 
 
-def _mode_rows(cell: Cell, name: str, prepared: modes.Prepared) -> list[Row]:
+def _latency_method(spec: MatrixSpec, pairs: TimedPairs) -> str:
+    timing = pairs.timing
+    return (f"{timing.timer}; {len(timing.stats)} (model, mode) pairs round-robin, {timing.rounds} "
+            f"rounds x {spec.latency.calls_per_round} calls; warm-up {spec.latency.warmup}; "
+            f"inference_mode; {pairs.threads} threads")
+
+
+def _pair_rows(pairs: TimedPairs, name: str, mode: str, how: str, speedups: dict[str, float]
+               ) -> list[Row]:
+    """latency_ms (median, p90, min), latency_ratio and mode_speedup of one (model, mode) pair."""
+    key = pair_key(name, mode)
+    where = {"model": name, "mode": mode}
+    reference = pairs.reference
+    if key in pairs.failed:
+        return [_failed(metric, pairs.failed[key], **where) for metric in ("latency_ms", "latency_ratio")]
+    s = pairs.timing.stats[key]
+    rounds = pairs.timing.rounds
+    rows = [_row("latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how, **where)
+            for stat, v in (("median", s.median_ms), ("p90", s.p90_ms), ("min", s.min_ms))]
+    if key in pairs.timing.ratios:
+        rows.append(_row("latency_ratio", pairs.timing.ratios[key], unit=f"x {reference}",
+                         stat="median", counter="wall clock", n=rounds,
+                         method=f"median over rounds of (round median / {reference}'s round "
+                                f"median in the same round and mode); {how}", **where))
+    else:
+        why = pairs.failed.get(pair_key(reference, mode), "not timed")
+        rows.append(_failed("latency_ratio", f"reference {reference} in mode {mode} failed: {why}",
+                            **where))
+    if key in speedups:
+        rows.append(_row("mode_speedup", speedups[key], unit="x eager", stat="median",
+                         counter="wall clock", n=rounds,
+                         method=f"median over rounds of (eager round median / {mode} round "
+                                f"median of the same model); {how}", **where))
+    return rows
+
+
+def _mode_rows(dtype: str, name: str, prepared: modes.Prepared) -> list[Row]:
     """compile_s and the error against eager of one prepared (model, mode) pair."""
     if prepared.mode == "eager":
         return []
     where = {"model": name, "mode": prepared.mode}
-    rows = [_row(cell, "mode_max_abs_err", prepared.max_abs_err, unit="abs", stat="max",
+    rows = [_row("mode_max_abs_err", prepared.max_abs_err, unit="abs", stat="max",
                  counter="vs eager", method=f"max |{prepared.mode} - eager| on the timed input; "
                  f"{prepared.notes}", **where),
-            _row(cell, "mode_max_rel_err", prepared.max_rel_err, unit="rel", stat="max",
+            _row("mode_max_rel_err", prepared.max_rel_err, unit="rel", stat="max",
                  counter="vs eager", method=f"max |{prepared.mode} - eager| / max |eager|; "
-                 f"accepted up to {modes.TOLERANCE.get(cell.dtype, 1e-3):g} for {cell.dtype}", **where)]
+                 f"accepted up to {modes.TOLERANCE.get(dtype, 1e-3):g} for {dtype}", **where)]
     if prepared.compile_s is not None:
-        rows.append(_row(cell, "compile_s", prepared.compile_s, stat="value", counter="wall clock",
+        rows.append(_row("compile_s", prepared.compile_s, stat="value", counter="wall clock",
                          method=f"first call of torch.compile'd model (inductor), incl. one run; "
                                 f"{prepared.notes}", **where))
     return rows
@@ -259,11 +300,11 @@ def measure_sample_time(spec: MatrixSpec, cell: Cell) -> list[Row]:
     )
     method = (f"whole {settings.sampler} run / batch; {result.n} runs after a warm-up run; "
               f"{result.how}")
-    rows = [_row(cell, "sample_time_s", v, stat=stat, counter="wall clock", n=result.n,
+    rows = [_row("sample_time_s", v, stat=stat, counter="wall clock", n=result.n,
                  sampler=settings.sampler, method=method, mode=mode)
             for stat, v in (("median", result.median_s), ("p90", result.p90_s), ("min", result.min_s))]
     if mode != "eager":
-        rows.append(_row(cell, "sample_max_abs_err", result.max_abs_err, unit="abs", stat="max",
+        rows.append(_row("sample_max_abs_err", result.max_abs_err, unit="abs", stat="max",
                          counter="vs eager", sampler=settings.sampler, mode=mode,
                          method="max |samples - eager samples|, same seed (samples in [-1, 1])"))
     return rows
@@ -271,11 +312,11 @@ def measure_sample_time(spec: MatrixSpec, cell: Cell) -> list[Row]:
 
 def measure_peak_gflops(spec: MatrixSpec, cell: Cell) -> list[Row]:
     peak = machine.matmul_peak(cell.device, threads=spec.threads, dtype=getattr(torch, cell.dtype))
-    rows = [_row(cell, "peak_gflops", peak.gflops, stat="max", counter="matmul",
+    rows = [_row("peak_gflops", peak.gflops, stat="max", counter="matmul",
                  method=f"best of {peak.repeats} {cell.dtype} {peak.size}x{peak.size} matmuls")]
     if cell.dtype == "float32":  # bandwidth does not depend on the dtype: once per device
         bw = machine.memory_bandwidth(cell.device, threads=spec.threads)
-        rows.append(_row(cell, "peak_bandwidth_gbs", bw.gbs, unit="GB/s", stat="max", counter="copy",
+        rows.append(_row("peak_bandwidth_gbs", bw.gbs, unit="GB/s", stat="max", counter="copy",
                          method=f"best of {bw.repeats} copies of {bw.mib} MiB (2 x bytes / time)"))
     return rows
 
@@ -292,8 +333,6 @@ def measure_breakdown(spec: MatrixSpec, cell: Cell) -> list[Row]:
             for row in breakdown.breakdown_rows(result)]
 
 
-measure_profile = measure_breakdown
-"""The name metrics.py still gives the torch.profiler metric's measurer (until the metric is renamed)."""
 
 
 MEASURERS: dict[str, Callable[[MatrixSpec, Cell], list[Row]]] = {

@@ -184,9 +184,9 @@ METRIC_REGISTRY: list[Metric] = [
            derived=("peak_bandwidth_gbs",), scope=PER_MACHINE, fixed={"resolution": None,
                                                                       "batch": None}, timing=True,
            unvaried=_MACHINE),
-    # torch.profiler per-block times of one call
-    Metric("profile", "ms", f"{_CELLS}:measure_profile", axes=_TIMED_AXES, pixel_cap=True,
-           timing=True),
+    # torch.profiler: where one call's time goes, per block and kind of work (formerly 'profile')
+    Metric("breakdown", "ms", f"{_CELLS}:measure_breakdown", axes=_TIMED_AXES, pixel_cap=True,
+           timing=True, aliases=("profile",)),
 ]
 
 METRIC_OF: dict[str, Metric] = {m.name: m for m in METRIC_REGISTRY}
@@ -204,6 +204,9 @@ UNITS: dict[str, str] = {
 GROUPS: dict[str, tuple[str, ...]] = {m.name: m.metrics for m in METRIC_REGISTRY}
 """Cell (named by its first metric) -> the metrics measured in it."""
 GROUP_OF: dict[str, str] = {name: m.name for m in METRIC_REGISTRY for name in m.metrics}
+
+ALIASES: dict[str, str] = {alias: m.name for m in METRIC_REGISTRY for alias in m.aliases}
+"""A metric's former name -> its name now (accepted for one release, with a note)."""
 
 INTEGER_METRICS: set[str] = {name for m in METRIC_REGISTRY for name in m.integers}
 """Metrics whose values count something (a fractional one is refused as damage)."""
@@ -225,10 +228,23 @@ def register_metric(metric: Metric) -> Metric:
     METRIC_OF[metric.name] = metric
     GROUPS[metric.name] = metric.metrics
     INTEGER_METRICS.update(metric.integers)
+    ALIASES.update({alias: metric.name for alias in metric.aliases})
     for name in metric.metrics:
         GROUP_OF[name] = metric.name
         UNITS[name] = metric.also_units.get(name, metric.unit)
     return metric
+
+
+def current_name(name: str) -> str:
+    """A metric (or cell group) name as the registry names it now: a former name (an alias) maps
+    to the metric it became; any other name is returned as it is."""
+    return ALIASES.get(name, name)
+
+
+def renamed(names: list[str]) -> list[str]:
+    """Notes for the former metric names among `names`, one each."""
+    return [f"metric '{n}' is now '{ALIASES[n]}' (the old name is accepted for one release)"
+            for n in dict.fromkeys(names) if n in ALIASES]
 
 
 def ratio_gated() -> dict[str, Metric]:

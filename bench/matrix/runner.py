@@ -21,7 +21,7 @@ from bench.context import run_context
 from bench.errors import UsageError, failure_reason
 from bench.files import atomic_write_text
 from bench.matrix.cells import GROUP_OF, GROUPS, Cell, expand
-from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY
+from bench.matrix.metrics import METRIC_OF, METRIC_REGISTRY, current_name
 from bench.matrix.spec import METRICS, MatrixSpec, validate_models
 from bench.measure.allocator import steady_allocator
 from bench.results.paths import ensure_writable_dir
@@ -248,6 +248,7 @@ def _gather_ranks(ctx: DistContext, out_dir: Path, store: MeasurementStore, fail
 
 
 def _remeasured_metrics(names: Collection[str]) -> set[str]:
+    names = [current_name(n) for n in names]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise UsageError(f"--remeasure: unknown metric {', '.join(unknown)}; available: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 
 import models
 from bench.errors import UsageError
-from bench.matrix.metrics import UNITS
+from bench.matrix.metrics import UNITS, current_name, renamed
 from bench.measure.interleaved import InterleavePlan
 from bench.measure.modes import check_modes
 from bench.profiles import DEFAULT, load_profile, read_config
@@ -198,6 +199,15 @@ def _known(values: list[str], allowed, what: str) -> None:
         raise UsageError(f"unknown {what} {', '.join(map(str, bad))}; available: {', '.join(allowed)}")
 
 
+def _metric_names(names: list[str]) -> list[str]:
+    """The matrix's metrics, checked, with former names (aliases) mapped to today's and said."""
+    for note in renamed(names):
+        print(f"note: {note}", file=sys.stderr)
+    names = [current_name(n) for n in names]
+    _known(names, list(METRICS), "metric")
+    return names
+
+
 def _positive_ints(values: list[int], what: str) -> None:
     if any(v < 1 for v in values):
         raise UsageError(f"{what} must be positive integers, got {values}")
@@ -211,8 +221,7 @@ def parse_spec(raw: dict[str, Any], *, name: str, source: str = "") -> MatrixSpe
     aliases, alias_overrides, factories = _model_tables(raw.get("models", {}))
     model_names = _model_names(matrix, aliases, factories)
     modes, mode_models = _modes(matrix, model_names)
-    metrics = _list(matrix, "metrics", str)
-    _known(metrics, list(METRICS), "metric")
+    metrics = _metric_names(_list(matrix, "metrics", str))
     resolutions, batch_sizes, devices, dtypes = _axes(matrix)
     threads, seed, channels, limit = _settings(matrix)
     latency = _latency(raw, model_names)

@@ -33,8 +33,9 @@ _OLD_TRAIN_KEY = re.compile(r"^train/(?P<dataset>[^/]+)/(?P<model>.+)$")
 
 def migrate_cell_key(key: object) -> object:
     """A cell key of an older quality run ('quality/<dataset>/<model>/<kind>/<sampler>/s<steps>/
-    seed<seed>', 'time/quality/...', 'train/<dataset>/<model>') in today's scheme, so resuming
-    such a run skips its finished cells; any other key (or a missing one) as it is."""
+    seed<seed>', 'time/quality/...', 'train/<dataset>/<model>', or a cell of a metric under its
+    former name, e.g. 'profile|...') in today's scheme, so resuming such a run skips its finished
+    cells; any other key (or a missing one) as it is."""
     if not isinstance(key, str):
         return key
     found = _OLD_QUALITY_KEY.match(key)
@@ -46,6 +47,11 @@ def migrate_cell_key(key: object) -> object:
     found = _OLD_TRAIN_KEY.match(key)
     if found:
         return train_cell_key(found["dataset"], found["model"])
+    group, sep, rest = key.partition(KEY_SEPARATOR)
+    if sep:  # a cell of a metric renamed since (its former name is an alias in the registry)
+        from bench.matrix.metrics import current_name
+
+        return f"{current_name(group)}{sep}{rest}"
     return key
 
 
