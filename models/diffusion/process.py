@@ -34,19 +34,21 @@ def split_prediction(
 ) -> tuple[Tensor, Tensor]:
     """(eps, x0) from a model output, given sqrt(abar_t) and sqrt(1 - abar_t) (floats or tensors
     broadcastable against x_t). With clip_x0, x0 is clamped to [-1, 1] and eps recomputed from the
-    clamped x0 so that the pair stays consistent with x_t (what DDIM needs)."""
+    clamped x0 so that the pair stays consistent with x_t (what DDIM needs). Each coefficient is
+    the right operand of its product, so a Python float and a 0-dim tensor of it give the same
+    bfloat16/float16 result (the eager sampler loop and its graphed form, models.diffusion.samplers)."""
     if prediction == "eps":
         eps = model_output
-        x0 = (x_t - sqrt_one_minus_abar * eps) / sqrt_abar
+        x0 = (x_t - eps * sqrt_one_minus_abar) / sqrt_abar
     elif prediction == "v":
         # v = sqrt(abar) eps - sqrt(1 - abar) x0 and x_t = sqrt(abar) x0 + sqrt(1 - abar) eps.
-        x0 = sqrt_abar * x_t - sqrt_one_minus_abar * model_output
-        eps = sqrt_one_minus_abar * x_t + sqrt_abar * model_output
+        x0 = x_t * sqrt_abar - model_output * sqrt_one_minus_abar
+        eps = x_t * sqrt_one_minus_abar + model_output * sqrt_abar
     else:
         raise ModelInputError(f"unknown prediction {prediction!r}; valid: {', '.join(PREDICTIONS)}")
     if clip_x0:
         x0 = x0.clamp(-1.0, 1.0)
-        eps = (x_t - sqrt_abar * x0) / sqrt_one_minus_abar
+        eps = (x_t - x0 * sqrt_abar) / sqrt_one_minus_abar
     return eps, x0
 
 
