@@ -1,99 +1,117 @@
 """A whole sampling run as N replays of ONE captured CUDA graph, with no host synchronisation
 between steps (what `cudagraph` mode times for time per sample).
 
-One step (denoiser call + DDPM/DDIM update) is captured once. Everything a step needs that
+One step (denoiser call + the sampler's own `step`) is captured once. Everything a step needs that
 changes from step to step lives on the device, indexed by a step counter that the graph itself
-advances: the timesteps, the update's coefficients (float32 values of the float64 schedule, the
-same numbers `models.diffusion.sample` multiplies by), and the noise, drawn up front from the same
-seeded CPU generator in the same order as `sample`. So a run computes what `sample` computes, and
-the harness checks that it does.
+advances: the timesteps, the sampler's coefficient tables (`Sampler.coefficients(...).on(device)`,
+the same numbers `models.diffusion.sample` multiplies by), and the noise, drawn up front from the
+same seeded CPU generator in the same order as `sample`. There is no second copy of any update:
+`DeviceChain` runs the sampler's `step` with a device step counter, `GraphedSampler` captures
+exactly that, and a CPU test checks `DeviceChain` against `sample` for every registered sampler.
+
+Whether a sampling run can be graphed is decided in one place, `check_graphable`.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from models.diffusion.process import split_prediction
+from bench.measure.modes import ModeError, check_capturable
+from models.diffusion.samplers import Sampler, resolve_sampler, table_dtype
 
 
-class GraphedSampler:
-    """`run()` returns samples like `models.diffusion.sample(model, diffusion, shape, steps=...,
-    sampler=..., seed=...)` (float32, CPU, clamped to [-1, 1]); the model must be capture-safe."""
+def check_graphable(model: nn.Module, device: torch.device, sampler: Sampler) -> None:
+    """Raise ModeError (one line) unless a sampling run of `model` with `sampler` on `device` can
+    be replayed from one captured step graph: a CUDA device, a capturable model, and a sampler
+    that declares `capture_safe`."""
+    check_capturable(model, device)
+    if not sampler.capture_safe:
+        raise ModeError(f"mode cudagraph: sampler {sampler.name!r} is not capture-safe (its steps "
+                        "differ from step to step or read values on the host); use mode eager or compile")
+
+
+class DeviceChain:
+    """A sampling run with all per-step inputs precomputed on `device` and the step indexed by a
+    device step counter: the work `GraphedSampler` captures, runnable without capture (on the CPU
+    too), so that its samples can be compared with `models.diffusion.sample` anywhere. `run()`
+    returns what `sample(model, diffusion, shape, steps=..., sampler=..., seed=...)` returns
+    (float32, CPU, clamped to [-1, 1]); call it with the model in eval mode."""
 
     def __init__(self, model: nn.Module, diffusion: nn.Module, shape: tuple[int, ...], *, steps: int,
-                 sampler: str, seed: int, device: torch.device, dtype: torch.dtype,
-                 clip_denoised: bool = True) -> None:
-        if sampler not in ("ddpm", "ddim"):
-            raise ValueError(f"graphed sampling supports ddpm and ddim (eta 0), not {sampler!r}")
-        self.model, self.sampler, self.dtype = model, sampler, dtype
+                 sampler: str | Sampler, seed: int, device: torch.device, dtype: torch.dtype,
+                 clip_denoised: bool = True, options: Mapping[str, Any] | None = None) -> None:
+        self.sampler = resolve_sampler(sampler, options)
+        self.model, self.dtype = model, dtype
         self.prediction, self.clip = diffusion.prediction, clip_denoised
-        schedule = diffusion.respace(steps)
-        order = list(reversed(range(schedule.num_steps)))
-        self.n_steps = len(order)
-
-        def column(values: list[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32, device=device)
-
-        abar = [float(schedule.alphas_cumprod[i]) for i in order]
-        abar_prev = [float(schedule.alphas_cumprod_prev[i]) for i in order]
-        self.sqrt_abar = column([math.sqrt(a) for a in abar])
-        self.sqrt_one_minus = column([math.sqrt(1.0 - a) for a in abar])
-        self.coef1 = column([float(schedule.posterior_mean_coef1[i]) for i in order])
-        self.coef2 = column([float(schedule.posterior_mean_coef2[i]) for i in order])
-        self.noise_std = column([math.sqrt(float(schedule.posterior_variance[i])) if i else 0.0
-                                 for i in order])
-        self.sqrt_abar_prev = column([math.sqrt(a) for a in abar_prev])
-        self.sqrt_one_minus_prev = column([math.sqrt(max(1.0 - a, 0.0)) for a in abar_prev])
-        self.timesteps = torch.tensor([int(schedule.timesteps[i]) for i in order], dtype=torch.long,
-                                      device=device)
+        coeffs = self.sampler.coefficients(diffusion.respace(steps))
+        self.n_steps = coeffs.n_steps
+        self.coeffs = coeffs.on(device, table_dtype(dtype))
+        self.timesteps = torch.tensor(coeffs.timesteps, dtype=torch.long, device=device)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         draw = lambda: torch.randn(shape, generator=generator, dtype=torch.float32)  # noqa: E731
         x_T = draw()
-        noises = [draw() if (sampler == "ddpm" and i) else torch.zeros(shape) for i in order]
+        noisy = [self.sampler.needs_noise(coeffs, k) for k in range(self.n_steps)]
+        noises = [draw() if noisy[k] else torch.zeros(shape) for k in range(self.n_steps)]
         self.x_T = x_T.to(device=device, dtype=dtype)
-        self.noise = torch.stack(noises).to(device=device, dtype=dtype)
+        # A step that adds no noise gets zeros (and its noise_std is 0); with no noisy step at all
+        # (DDIM, eta 0) the step is given no noise and does no noise arithmetic.
+        self.noise = torch.stack(noises).to(device=device, dtype=dtype) if any(noisy) else None
         self.x = self.x_T.clone()
         self.k = torch.zeros(1, dtype=torch.long, device=device)
         self.batch = shape[0]
-        self.graph = self._capture(device)
 
-    def _at(self, table: torch.Tensor) -> torch.Tensor:
-        """table[k] as a 0-dim tensor (0-dim: it does not promote a bfloat16 state to float32)."""
-        return table.index_select(0, self.k).squeeze(0)
-
-    def _step(self) -> None:
-        x = self.x
+    def step(self) -> None:
+        """One step of the chain at the device step counter k, then k += 1 (on the device)."""
         t = self.timesteps.index_select(0, self.k).expand(self.batch)
-        output = self.model(x, t).to(self.dtype)
-        eps, x0 = split_prediction(output, x, self._at(self.sqrt_abar), self._at(self.sqrt_one_minus),
-                                   self.prediction, self.clip)
-        if self.sampler == "ddpm":
-            new = self._at(self.coef1) * x0 + self._at(self.coef2) * x
-            new = new + self._at(self.noise_std) * self._at(self.noise)
-        else:
-            new = self._at(self.sqrt_abar_prev) * x0 + self._at(self.sqrt_one_minus_prev) * eps
+        output = self.model(self.x, t).to(self.dtype)
+        noise = None if self.noise is None else self.noise.index_select(0, self.k).squeeze(0)
+        new = self.sampler.step(output, self.x, self.k, self.coeffs, self.prediction, noise, self.clip)
         self.x.copy_(new)
         self.k.add_(1)
+
+    def reset(self) -> None:
+        self.x.copy_(self.x_T)
+        self.k.zero_()
+
+    def _advance(self) -> None:
+        self.step()
+
+    def run(self) -> torch.Tensor:
+        """One whole sampling run: reset the state, take n_steps steps."""
+        self.reset()
+        for _ in range(self.n_steps):
+            self._advance()
+        return self.x.clamp(-1.0, 1.0).to(device="cpu", dtype=torch.float32)
+
+
+class GraphedSampler(DeviceChain):
+    """`DeviceChain` whose step is captured once in a CUDA graph and replayed n_steps times per run;
+    the model must be capture-safe and so must the sampler (`check_graphable`)."""
+
+    def __init__(self, model: nn.Module, diffusion: nn.Module, shape: tuple[int, ...], *, steps: int,
+                 sampler: str | Sampler, seed: int, device: torch.device, dtype: torch.dtype,
+                 clip_denoised: bool = True, options: Mapping[str, Any] | None = None) -> None:
+        chosen = resolve_sampler(sampler, options)
+        check_graphable(model, torch.device(device), chosen)
+        super().__init__(model, diffusion, shape, steps=steps, sampler=chosen, seed=seed,
+                         device=device, dtype=dtype, clip_denoised=clip_denoised)
+        self.graph = self._capture(torch.device(device))
 
     def _capture(self, device: torch.device) -> torch.cuda.CUDAGraph:
         side = torch.cuda.Stream(device=device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._step()
+                self.step()
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._step()
+            self.step()
         return graph
 
-    def run(self) -> torch.Tensor:
-        """One whole sampling run: reset the state, replay the step graph n_steps times."""
-        self.x.copy_(self.x_T)
-        self.k.zero_()
-        for _ in range(self.n_steps):
-            self.graph.replay()
-        return self.x.clamp(-1.0, 1.0).to(device="cpu", dtype=torch.float32)
+    def _advance(self) -> None:
+        self.graph.replay()

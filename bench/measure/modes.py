@@ -110,12 +110,18 @@ def prepare_compile(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Prepare
     return Prepared("compile", lambda: compiled(x, t), compile_s=seconds, notes=notes)
 
 
-def prepare_cudagraph(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Prepared:
-    if x.device.type != "cuda":
+def check_capturable(net: nn.Module, device: torch.device) -> None:
+    """Raise ModeError (one line) unless `net` can be captured in a CUDA graph on `device`: the one
+    check for a denoiser call here and for a sampling run (`bench.measure.graphed_sampling`)."""
+    if device.type != "cuda":
         raise ModeError("mode cudagraph needs a CUDA device; use modes eager or compile on the CPU")
     if models.capture_safe(net) is False:
         raise ModeError("mode cudagraph: this model reads tensors on the host during a forward and "
                         "cannot be captured (for the cU-Nets set solver_backend = 'native')")
+
+
+def prepare_cudagraph(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Prepared:
+    check_capturable(net, x.device)
     static_x, static_t = x.clone(), t.clone()
     side = torch.cuda.Stream(device=x.device)
     side.wait_stream(torch.cuda.current_stream(x.device))
