@@ -22,8 +22,8 @@ def _asks_nothing(key: str, value: Any) -> bool:
     """Whether `key=value` is another registered sampler's option at its default (e.g. eta=0.0):
     it asks for nothing, so a caller may pass it to every sampler, as `sample(..., eta=0.0)` could."""
     return any(
-        key in cls.options and isinstance(value, int | float | str | bool)
-        and type(value) is not bool and value == cls.options[key].default
+        key in cls.options and isinstance(value, int | float | str) and not isinstance(value, bool)
+        and value == cls.options[key].default
         for cls in SAMPLERS.values()
     )
 
