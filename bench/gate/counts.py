@@ -1,9 +1,12 @@
 """Measure the gate's deterministic counts with the matrix's own cells and measurers.
 
-Every count comes from `bench.matrix.runner.measure_cell` (so the gate and `python -m bench run`
-can never disagree), except NFE: the matrix's NFE cell also counts fvcore MACs per evaluation,
-three fvcore passes the gate does not need, so the gate reads the NFE of one forward pass with
-`bench.measure.compute.call_nfe` instead.
+Every count comes from `bench.matrix.runner.measure_cell`, so for the same model and context the
+gate's counts are the numbers `python -m bench run` writes, except NFE: the matrix's NFE cell also
+counts fvcore MACs per evaluation, three fvcore passes the gate does not need, so the gate reads
+the NFE of one forward pass with `bench.measure.compute.call_nfe` instead (the same total).
+Latency is timed by the same code as the matrix's latency cell (`bench.gate.run`), but two timings
+of one model never agree exactly: the gate compares same-run ratios within a tolerance, and
+confirms a failure with a second run.
 """
 
 from __future__ import annotations

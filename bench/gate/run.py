@@ -1,5 +1,9 @@
 """One gate run: what to measure (from the baseline and the options), measuring it, and the
-verdicts (`run_check`) or the new baseline (`run_update`). Printing is the command's job."""
+verdicts (`run_check`) or the new baseline (`run_update`). Printing is the command's job.
+
+Counts are measured by the matrix's own cells (`bench.gate.counts`); latency is timed by the
+matrix latency cell's own measurement (`bench.matrix.measure_cells.time_pairs`, eager mode), of
+which the gate keeps the same-run ratios (gated) and the medians of the round medians (shown)."""
 
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ from bench.gate.baseline import (
 )
 from bench.gate.counts import context_columns, count_cells, gate_spec, measure_counts
 from bench.matrix.cells import Cell
-from bench.matrix.measure_cells import build_model
+from bench.matrix.measure_cells import pair_key, time_pairs
 from bench.matrix.spec import MatrixSpec, available_threads
-from bench.measure.interleaved import InterleavedLatency, InterleavePlan, interleaved_latency
+from bench.measure.interleaved import InterleavePlan
 
 Row = dict[str, Any]
 DEFAULT_REFERENCE = "unet"
@@ -52,13 +56,32 @@ class GateOptions:
     plan: InterleavePlan = InterleavePlan()
 
 
+@dataclass(frozen=True)
+class GateLatency:
+    """The gate's view of one latency timing (`bench.matrix.measure_cells.time_pairs`, the matrix
+    latency cell's own measurement, in eager mode), model by model."""
+
+    reference: str | None
+    """The model the ratios are taken to; None when it failed (then there are no ratios)."""
+    ratios: dict[str, float]
+    """Model -> median over rounds of (its round median / the reference's round median)."""
+    median_ms: dict[str, float]
+    """Model -> median over rounds of its round medians (information only, not gated)."""
+    timed: list[str]
+    """The models timed (their warm-up call ran)."""
+    failed: dict[str, str]
+    """Model -> why it was not timed."""
+    rounds: int
+    plan: InterleavePlan
+
+
 @dataclass
 class Measured:
     rows: list[Row]
     values: dict[cmp.Key, float]
     errors: dict[cmp.Key, str]
     seconds: dict[str, float]
-    latency: InterleavedLatency | None = None
+    latency: GateLatency | None = None
 
 
 @dataclass
@@ -120,17 +143,27 @@ def _measure(spec: MatrixSpec, cells: list[Cell], latency_models: list[str], ref
 
 
 def _time(spec: MatrixSpec, names: list[str], reference: str, plan: InterleavePlan,
-          context: Context) -> InterleavedLatency:
-    timed = names if reference in names else [reference, *names]
-    # Keep our own references: the matrix's model cache holds only two models.
-    nets = {name: build_model(spec, name) for name in timed}
-    return interleaved_latency(
-        nets, reference, plan=plan, batch=context.batch_size, channels=context.channels,
-        resolution=context.resolution, device=context.device, threads=context.threads,
+          context: Context) -> GateLatency:
+    """`names` and the reference timed as the matrix's latency cell times them (`spec` runs every
+    model in eager mode only), at the baseline's context."""
+    pairs = time_pairs(spec, names if reference in names else [reference, *names], reference,
+                       plan=lambda _: plan, device=context.device, dtype="float32",
+                       resolution=context.resolution, batch=context.batch_size)
+    model = {pair_key(name, "eager"): name for name in [reference, *names]}
+    timing = pairs.timing
+    reference_key = pair_key(reference, "eager")
+    return GateLatency(
+        reference=reference if reference_key in timing.stats else None,
+        ratios={model[key]: ratio for key, ratio in timing.ratios.items()},
+        median_ms={model[key]: ms for key, ms in timing.median_ms.items()},
+        timed=[model[key] for key in timing.stats],
+        failed={model[key]: why for key, why in pairs.failed.items()},
+        rounds=timing.rounds,
+        plan=timing.plan,
     )
 
 
-def _latency_rows(spec: MatrixSpec, latency: InterleavedLatency, reference_name: str,
+def _latency_rows(spec: MatrixSpec, latency: GateLatency, reference_name: str,
                   env: Mapping[str, Any], stamp: str) -> list[Row]:
     plan = latency.plan
     rounds = latency.rounds
@@ -154,7 +187,7 @@ def _latency_rows(spec: MatrixSpec, latency: InterleavedLatency, reference_name:
             "method": (f"median over {rounds} rounds of the median of {plan.calls} calls; "
                        "information only, not gated"),
         })
-    for name in [*latency.failed, *(latency.stats if latency.reference is None else [])]:
+    for name in [*latency.failed, *(latency.timed if latency.reference is None else [])]:
         reason = (latency.failed.get(name)
                   or f"reference {reference_name} failed: {latency.failed[reference_name]}")
         context = context_columns(spec, name, env, batch_size=spec.batch_sizes[0], cell="latency")

@@ -23,25 +23,16 @@ cost fresh page faults on every call depended on what the process had done befor
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from bench.errors import UsageError, failure_reason
 from bench.measure.allocator import steady_allocator
-from bench.measure.latency import LatencyStats, stats_of, timer_for
-from bench.measure.workload import (
-    check_device,
-    check_positive,
-    denoiser_inputs,
-    eval_mode,
-    on_device,
-    torch_threads,
-)
+from bench.measure.latency import LatencyStats, stats_of, timer_for, timer_name
+from bench.measure.workload import check_positive
 
 
 @dataclass(frozen=True)
@@ -75,28 +66,6 @@ class InterleavePlan:
             raise UsageError(f"budget_s must be >= 0 seconds, got {self.budget_s!r}")
 
 
-@dataclass(frozen=True)
-class InterleavedLatency:
-    reference: str | None
-    """The model the ratios are taken to; None when it failed (then there are no ratios)."""
-    stats: dict[str, LatencyStats]
-    """Model -> statistics over all its timed calls."""
-    ratios: dict[str, float]
-    """Model -> median over rounds of (model's round median / reference's round median)."""
-    round_medians: dict[str, list[float]]
-    """Model -> its median of every round, in round order."""
-    rounds: int
-    plan: InterleavePlan
-    threads: int
-    failed: dict[str, str] = field(default_factory=dict)
-    """Model -> why it was left out (its warm-up call raised)."""
-
-    @property
-    def median_ms(self) -> dict[str, float]:
-        """Model -> median over rounds of its round medians."""
-        return {name: statistics.median(values) for name, values in self.round_medians.items()}
-
-
 def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:
     """The order of every round: `names` rotated by one more place each round, so that no model
     always runs first (or always right after the same neighbour)."""
@@ -119,22 +88,68 @@ def paired_ratios(per_round: Sequence[Mapping[str, float]], reference: str | Map
 
 
 @dataclass(frozen=True)
-class RoundRobin:
-    """Times of several calls timed round-robin (see the module docstring)."""
+class RoundRobinTiming:
+    """What one round-robin run measured (see the module docstring), entry by entry."""
 
-    calls: dict[str, list[float]]
-    """Entry -> every timed call in milliseconds."""
+    stats: dict[str, LatencyStats]
+    """Entry -> statistics over all its timed calls."""
+    ratios: dict[str, float]
+    """Entry -> median over rounds of (its round median / its reference's round median); entries
+    whose reference was not timed have none."""
     per_round: list[dict[str, float]]
     """Per round: entry -> its median in that round."""
     failed: dict[str, str]
     """Entry -> why it was left out (its warm-up call raised)."""
+    plan: InterleavePlan
+    timer: str
+    """What timed the calls (`bench.measure.latency.timer_name`)."""
+
+    @property
+    def rounds(self) -> int:
+        return len(self.per_round)
+
+    @property
+    def round_medians(self) -> dict[str, list[float]]:
+        """Entry -> its median of every round, in round order."""
+        return {name: [r[name] for r in self.per_round] for name in self.stats}
+
+    @property
+    def median_ms(self) -> dict[str, float]:
+        """Entry -> median over rounds of its round medians."""
+        return {name: statistics.median(values) for name, values in self.round_medians.items()}
+
+    def ratios_to(self, reference: str | Mapping[str, str]) -> dict[str, float]:
+        """Same-round ratios to other references (`paired_ratios`); none when nothing was timed."""
+        return paired_ratios(self.per_round, reference) if self.per_round else {}
 
 
-def round_robin(calls: Mapping[str, Callable[[], object]], *, plan: InterleavePlan,
-                device: torch.device) -> RoundRobin:
-    """Warm every call up, then time them round-robin until the plan says stop. The caller sets
-    threads, inference mode and eval mode; a call whose warm-up raises is left out."""
-    timed_call = timer_for(device)
+def time_round_robin(calls: Mapping[str, Callable[[], object]], reference: str | Mapping[str, str],
+                     *, plan: InterleavePlan, device: torch.device) -> RoundRobinTiming:
+    """THE latency measurement of the matrix and the gate: warm every call up, time them
+    round-robin until the plan says stop, and take every entry's statistics and its same-round
+    ratio to `reference` (one name, which must be among `calls`, or entry -> its own reference).
+
+    The caller sets threads, inference mode and eval mode; a call whose warm-up raises is left out
+    (with its reason in `failed`)."""
+    if isinstance(reference, str) and reference not in calls:
+        raise UsageError(f"the latency reference '{reference}' is not among the timed models")
+    steady_allocator()
+    works, failed = _warmed_up(calls, plan, device)
+    times, per_round = _rounds(works, plan, device)
+    timer = timer_name(device)
+    return RoundRobinTiming(
+        stats={name: stats_of(values, timer) for name, values in times.items()},
+        ratios=paired_ratios(per_round, reference) if per_round else {},
+        per_round=per_round,
+        failed=failed,
+        plan=plan,
+        timer=timer,
+    )
+
+
+def _warmed_up(calls: Mapping[str, Callable[[], object]], plan: InterleavePlan, device: torch.device
+               ) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+    """(the calls whose warm-up ran, entry -> why the others failed)."""
     works = dict(calls)
     failed: dict[str, str] = {}
     for name, fn in list(works.items()):
@@ -146,6 +161,13 @@ def round_robin(calls: Mapping[str, Callable[[], object]], *, plan: InterleavePl
             del works[name]
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    return works, failed
+
+
+def _rounds(works: Mapping[str, Callable[[], object]], plan: InterleavePlan, device: torch.device
+            ) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
+    """(entry -> every timed call in ms, per round: entry -> its median in that round)."""
+    timed_call = timer_for(device)
     names = list(works)
     times: dict[str, list[float]] = {name: [] for name in names}
     per_round: list[dict[str, float]] = []
@@ -163,54 +185,4 @@ def round_robin(calls: Mapping[str, Callable[[], object]], *, plan: InterleavePl
             spent += sum(round_times) / 1e3
             medians[name] = statistics.median(round_times)
         per_round.append({name: medians[name] for name in names})
-    return RoundRobin(calls=times, per_round=per_round, failed=failed)
-
-
-def interleaved_latency(
-    nets: Mapping[str, nn.Module],
-    reference: str,
-    *,
-    plan: InterleavePlan = InterleavePlan(),
-    batch: int = 1,
-    channels: int = 3,
-    resolution: int = 64,
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    threads: int | None = None,
-    timestep: int = 500,
-) -> InterleavedLatency:
-    """Time one call `net(x, t)` of every net round-robin (eval, `torch.inference_mode()`); see the
-    module docstring. `reference` must be one of `nets`."""
-    if reference not in nets:
-        raise UsageError(f"the latency reference '{reference}' is not among the timed models")
-    dev = check_device(device)
-    shape = (check_positive("channels", channels),) + (check_positive("resolution", resolution),) * 2
-    x, t = denoiser_inputs(shape, batch=batch, timestep=timestep, device=dev, dtype=dtype)
-    steady_allocator()
-    works = {name: on_device(net, dev, dtype) for name, net in nets.items()}
-    with contextlib.ExitStack() as stack:
-        used = stack.enter_context(torch_threads(threads))
-        stack.enter_context(torch.inference_mode())
-        for net in works.values():
-            stack.enter_context(eval_mode(net))
-        timed = round_robin({name: (lambda net=net: net(x, t)) for name, net in works.items()},
-                            plan=plan, device=dev)
-    return summarise(timed, reference, plan=plan, threads=used, device=dev)
-
-
-def summarise(timed: RoundRobin, reference: str, *, plan: InterleavePlan, threads: int,
-              device: torch.device) -> InterleavedLatency:
-    """Statistics and same-run ratios of a round-robin timing."""
-    timer = "cuda-event" if device.type == "cuda" else "perf_counter"
-    names = list(timed.calls)
-    ok_reference = reference if reference in names else None
-    return InterleavedLatency(
-        reference=ok_reference,
-        stats={name: stats_of(values, timer) for name, values in timed.calls.items()},
-        ratios=paired_ratios(timed.per_round, reference) if ok_reference and timed.per_round else {},
-        round_medians={name: [r[name] for r in timed.per_round] for name in names},
-        rounds=len(timed.per_round),
-        plan=plan,
-        threads=threads,
-        failed=timed.failed,
-    )
+    return times, per_round

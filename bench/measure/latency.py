@@ -1,9 +1,9 @@
-"""Timing loop and per-call denoiser latency.
+"""The one per-call timer and the statistics of its times.
 
-`measure_latency` runs `warmup` untimed calls, then timed calls until `max_repeats` or until
-`min_repeats` are done AND `budget_s` seconds of timed calls have elapsed (the budget covers the
-timed phase only; the last call may overrun it). CPU: `time.perf_counter` around each call. CUDA:
-a CUDA event pair around each call, waited on before reading (device time of the queued work).
+CPU: `time.perf_counter` around each call. CUDA: a CUDA event pair around each call, waited on
+before reading (device time of the queued work). Every timing of the suite goes through
+`timer_for`: the round-robin latency of the matrix and the gate (`bench.measure.interleaved`) and
+the whole sampling runs (`bench.measure.sampling`, through `time_calls`).
 """
 
 from __future__ import annotations
@@ -15,17 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from bench.errors import UsageError
-from bench.measure.workload import (
-    check_device,
-    check_positive,
-    denoiser_inputs,
-    eval_mode,
-    on_device,
-    torch_threads,
-)
+from bench.measure.workload import check_positive
+
+Timer = Callable[[Callable[[], Any], torch.device], float]
 
 
 @dataclass(frozen=True)
@@ -38,19 +32,6 @@ class LatencyStats:
     mean_ms: float
     n: int
     timer: str = "perf_counter"
-
-
-@dataclass(frozen=True)
-class DenoiserLatency:
-    """Latency of one denoiser call `model(x, t)` with the settings it was measured under."""
-
-    stats: LatencyStats
-    batch: int
-    input_shape: tuple[int, int, int]
-    device: str
-    dtype: str
-    threads: int
-    timestep: int
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -76,40 +57,21 @@ def stats_of(times_ms: Sequence[float], timer: str = "perf_counter") -> LatencyS
     )
 
 
-def measure_latency(
-    fn: Callable[[], Any],
-    *,
-    device: str = "cpu",
-    warmup: int = 3,
-    min_repeats: int = 5,
-    max_repeats: int = 100,
-    budget_s: float = 10.0,
-) -> LatencyStats:
-    """Time `fn()` (see the module docstring for the stopping rule and the timers)."""
-    dev = check_device(device)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise UsageError(f"warmup must be a non-negative integer, got {warmup!r}")
-    check_positive("min_repeats", min_repeats)
-    check_positive("max_repeats", max_repeats)
-    if min_repeats > max_repeats:
-        raise UsageError(f"min_repeats ({min_repeats}) exceeds max_repeats ({max_repeats})")
-    if not budget_s >= 0:
-        raise UsageError(f"time budget must be >= 0 seconds, got {budget_s!r}")
-    for _ in range(warmup):
-        fn()
-    timed = timer_for(dev)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_repeats:
-        times.append(timed(fn, dev))
-        if len(times) >= min_repeats and time.perf_counter() - start >= budget_s:
-            break
-    return stats_of(times, "cuda-event" if dev.type == "cuda" else "perf_counter")
+def timer_name(dev: torch.device) -> str:
+    """What `timer_for(dev)` times with, as rows name it."""
+    return "cuda-event" if dev.type == "cuda" else "perf_counter"
 
 
-def timer_for(dev: torch.device) -> Callable[[Callable[[], Any], torch.device], float]:
+def timer_for(dev: torch.device) -> Timer:
     """The per-call timer of a device: milliseconds of one `fn()` (CUDA events on a GPU)."""
     return _cuda_timed if dev.type == "cuda" else _cpu_timed
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, device: torch.device) -> LatencyStats:
+    """Statistics of `repeats` timed calls of `fn()`, one after another (no warm-up: the caller's)."""
+    timed = timer_for(device)
+    return stats_of([timed(fn, device) for _ in range(check_positive("repeats", repeats))],
+                    timer_name(device))
 
 
 def _cpu_timed(fn: Callable[[], Any], _dev: torch.device) -> float:
@@ -127,43 +89,3 @@ def _cuda_timed(fn: Callable[[], Any], dev: torch.device) -> float:
         end.record()
         end.synchronize()
         return float(begin.elapsed_time(end))
-
-
-def denoiser_latency(
-    model: nn.Module,
-    *,
-    batch: int = 1,
-    channels: int = 3,
-    resolution: int = 64,
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    threads: int | None = None,
-    timestep: int = 500,
-    warmup: int = 3,
-    min_repeats: int = 15,
-    max_repeats: int = 200,
-    budget_s: float = 10.0,
-) -> DenoiserLatency:
-    """Latency of ONE call `model(x, t)` in eval + `torch.inference_mode()`, inputs built once.
-
-    `threads` fixes `torch.set_num_threads` for the measurement (restored afterwards) and is
-    recorded; the caller's model is left on its device/dtype (a moved copy is used if needed).
-    """
-    dev = check_device(device)
-    shape = (check_positive("channels", channels),) + (check_positive("resolution", resolution),) * 2
-    x, t = denoiser_inputs(shape, batch=batch, timestep=timestep, device=dev, dtype=dtype)
-    work = on_device(model, dev, dtype)
-    with torch_threads(threads) as used, eval_mode(work), torch.inference_mode():
-        stats = measure_latency(
-            lambda: work(x, t), device=str(dev), warmup=warmup,
-            min_repeats=min_repeats, max_repeats=max_repeats, budget_s=budget_s,
-        )
-    return DenoiserLatency(
-        stats=stats,
-        batch=batch,
-        input_shape=shape,  # type: ignore[arg-type]
-        device=str(dev),
-        dtype=str(dtype).removeprefix("torch."),
-        threads=used,
-        timestep=timestep,
-    )

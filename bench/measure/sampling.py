@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-import models
 from bench.errors import UsageError
 from bench.measure.graphed_sampling import GraphedSampler
-from bench.measure.latency import measure_latency
+from bench.measure.latency import time_calls
 from bench.measure.modes import ModeError, check_modes
 from bench.measure.workload import (
     build_diffusion,
@@ -99,43 +98,29 @@ def time_per_sample(
     shape = (batch, check_positive("channels", channels), side, side)
     check_modes([mode])
     work = on_device(model, dev, dtype)
-    denoiser: Any = work
-    how = "eager sampler loop"
-    max_abs_err = 0.0
 
-    def run(n_steps: int, net: Any = None) -> Any:
-        return sample_fn(
-            net if net is not None else denoiser, diffusion, shape, steps=n_steps, sampler=sampler,
-            seed=seed, device=str(dev), dtype=dtype,
-        )
+    def run(n_steps: int, net: Any) -> Any:
+        return sample_fn(net, diffusion, shape, steps=n_steps, sampler=sampler, seed=seed,
+                         device=str(dev), dtype=dtype)
 
     with torch_threads(threads) as used, eval_mode(work), torch.inference_mode():
-        timed_run = lambda: run(steps)  # noqa: E731
-        if mode == "compile":
-            denoiser = torch.compile(work)
-            how = "eager sampler loop, torch.compile'd denoiser (compiled in the warm-up run)"
-        elif mode == "cudagraph":
-            if dev.type != "cuda":
-                raise ModeError("mode cudagraph needs a CUDA device; use modes eager or compile on the CPU")
-            if models.capture_safe(work) is False:
-                raise ModeError("mode cudagraph: this model reads tensors on the host during a forward "
-                                "and cannot be captured (for the cU-Nets set solver_backend = 'native')")
-            graphed = GraphedSampler(work, diffusion, shape, steps=steps, sampler=sampler, seed=seed,
-                                     device=dev, dtype=dtype)
+        if mode == "cudagraph":
+            graphed = _graphed(work, diffusion, shape, steps=steps, sampler=sampler, seed=seed,
+                               device=dev, dtype=dtype)
             timed_run = graphed.run
             how = f"one captured step graph replayed {graphed.n_steps} times, no host sync between steps"
-        run(warmup_steps)
+            run(warmup_steps, work)
+        else:
+            denoiser = torch.compile(work) if mode == "compile" else work
+            timed_run = lambda: run(steps, denoiser)  # noqa: E731
+            how = ("eager sampler loop, torch.compile'd denoiser (compiled in the warm-up run)"
+                   if mode == "compile" else "eager sampler loop")
+            run(warmup_steps, denoiser)
+        max_abs_err = 0.0
         if mode != "eager":
-            reference = run(steps, work)
-            max_abs_err = float((timed_run() - reference).abs().max())
-            limit = SAMPLE_TOLERANCE.get(str(dtype).removeprefix("torch."), 1e-2)
-            if not max_abs_err <= limit:
-                raise ModeError(f"mode {mode} samples differ from eager samples of the same seed: "
-                                f"max abs error {max_abs_err:.3g} > {limit:g} (samples lie in [-1, 1])")
-        stats = measure_latency(
-            timed_run, device=str(dev), warmup=0,
-            min_repeats=repeats, max_repeats=repeats, budget_s=0.0,
-        )
+            eager = run(steps, work)
+            max_abs_err = _error_against_eager(timed_run(), eager, mode, dtype)
+        stats = time_calls(timed_run, repeats, dev)
     per_sample = 1e-3 / batch
     return SamplingTime(
         median_s=stats.median_ms * per_sample,
@@ -152,3 +137,23 @@ def time_per_sample(
         max_abs_err=max_abs_err,
         how=how,
     )
+
+
+def _graphed(work: nn.Module, diffusion: nn.Module, shape: tuple[int, int, int, int], *,
+             steps: int, sampler: str, seed: int, device: torch.device, dtype: torch.dtype
+             ) -> GraphedSampler:
+    """The cudagraph mode's sampler; ModeError where it cannot run (the device, the model or the
+    sampler: one decision, `bench.measure.graphed_sampling.check_graphable`)."""
+    return GraphedSampler(work, diffusion, shape, steps=steps, sampler=sampler, seed=seed,
+                          device=device, dtype=dtype)
+
+
+def _error_against_eager(samples: torch.Tensor, eager: torch.Tensor, mode: str,
+                         dtype: torch.dtype) -> float:
+    """max |samples - eager samples| of the same seed; ModeError above `SAMPLE_TOLERANCE`."""
+    max_abs_err = float((samples - eager).abs().max())
+    limit = SAMPLE_TOLERANCE.get(str(dtype).removeprefix("torch."), 1e-2)
+    if not max_abs_err <= limit:
+        raise ModeError(f"mode {mode} samples differ from eager samples of the same seed: "
+                        f"max abs error {max_abs_err:.3g} > {limit:g} (samples lie in [-1, 1])")
+    return max_abs_err
