@@ -13,8 +13,14 @@ from bench.measure.memory import (
     peak_memory_profiler,
     peak_memory_subprocess,
 )
+from models.source import model_source
 
 HERE = __file__
+
+
+def standin(**kwargs: int):
+    """This file's stand-in, as the matrix names a user's factory."""
+    return model_source(f"{HERE}:make_standin", kwargs)
 
 
 class StandIn(nn.Module):
@@ -49,18 +55,16 @@ def test_profiler_peak_grows_with_the_model_and_with_training():
     assert large.weights_mib == pytest.approx(weights)
     assert large.peak_mib > large.weights_mib  # activations on top of the weights
     train = peak_memory_profiler(
-        StandIn(128), shape=(3, 16, 16), mode="train", diffusion=StandInDiffusion()
+        StandIn(128), shape=(3, 16, 16), phase="train", diffusion=StandInDiffusion()
     )
     assert train.peak_mib > large.peak_mib + 2 * weights  # gradients + two Adam moments
-    assert train.method == "cpu-profiler-tensors" and train.mode == "train"
+    assert train.method == "cpu-profiler-tensors" and train.phase == "train"
 
 
 def test_subprocess_probe_counts_the_weights():
     width = 512  # 9.4 MiB of conv weights
-    result = peak_memory_subprocess(
-        "standin", overrides={"width": width}, shape=(3, 16, 16), threads=1,
-        factory=f"{HERE}:make_standin", timeout_s=300,
-    )
+    result = peak_memory_subprocess(standin(width=width), shape=(3, 16, 16), threads=1,
+                                    timeout_s=300)
     assert result.method == "cpu-subprocess-rss" and result.device == "cpu"
     assert result.weights_mib > 9
     assert result.peak_mib >= 0.9 * result.weights_mib
@@ -70,10 +74,7 @@ def test_subprocess_probe_counts_the_weights():
 @pytest.mark.slow
 def test_subprocess_probe_larger_model_more_memory():
     small, large = (
-        peak_memory_subprocess(
-            "standin", overrides={"width": width}, shape=(3, 16, 16),
-            factory=f"{HERE}:make_standin",
-        )
+        peak_memory_subprocess(standin(width=width), shape=(3, 16, 16))
         for width in (16, 512)
     )
     assert large.peak_mib > small.peak_mib + 5
@@ -81,13 +82,15 @@ def test_subprocess_probe_larger_model_more_memory():
 
 def test_subprocess_failures_are_clear_exceptions():
     with pytest.raises(MemoryProbeError, match="timed out"):
-        peak_memory_subprocess("standin", factory=f"{HERE}:make_standin", timeout_s=0.01)
+        peak_memory_subprocess(standin(), timeout_s=0.01)
     with pytest.raises(MemoryProbeError, match="failed"):
-        peak_memory_subprocess("standin", factory="/nonexistent/factory.py:make", timeout_s=300)
+        peak_memory_subprocess(standin(), shape=(1, 16, 16), timeout_s=300)  # the work raises
+    with pytest.raises(UsageError, match="memory probe failed .*cannot import"):
+        peak_memory_subprocess(model_source("/nonexistent/factory.py:make"), timeout_s=300)
+    with pytest.raises(UsageError, match="memory phase must be"):
+        peak_memory_subprocess(standin(), phase="sampling")
     with pytest.raises(UsageError):
-        peak_memory_subprocess("standin", mode="sampling")
-    with pytest.raises(UsageError):
-        peak_memory("standin", device="cuda:99" if torch.cuda.is_available() else "cuda")
+        peak_memory(standin(), device="cuda:99" if torch.cuda.is_available() else "cuda")
 
 
 @pytest.mark.slow
@@ -96,7 +99,7 @@ def test_subprocess_probe_of_a_real_preset():
 
     if not hasattr(models, "build"):
         pytest.skip("models.build does not exist yet")
-    result = peak_memory("cunet-noattn-nores", device="cpu", shape=(3, 64, 64))
+    result = peak_memory(model_source("cunet-noattn-nores"), device="cpu", shape=(3, 64, 64))
     assert result.peak_mib >= result.weights_mib > 0
 
 
@@ -106,7 +109,7 @@ def test_cuda_peak_includes_weights_and_grows_with_training():
 
     model = StandIn(128)
     inference = peak_memory_cuda(model, shape=(3, 16, 16))
-    train = peak_memory_cuda(model, shape=(3, 16, 16), mode="train", diffusion=StandInDiffusion())
+    train = peak_memory_cuda(model, shape=(3, 16, 16), phase="train", diffusion=StandInDiffusion())
     assert inference.peak_mib >= inference.weights_mib > 0
     assert train.peak_mib > inference.peak_mib + 2 * inference.weights_mib
     assert next(model.parameters()).device.type == "cpu"  # the caller's model stays put
@@ -117,7 +120,9 @@ def test_bfloat16_inference_memory_holds_bfloat16_weights_only() -> None:
     bytes, and a peak well below the float32 one (the U-Net: 136 MiB of float32 weights)."""
     from bench.measure.memory import peak_memory
 
-    f32 = peak_memory("unet", device="cpu", shape=(3, 32, 32), threads=1, dtype="float32")
-    bf16 = peak_memory("unet", device="cpu", shape=(3, 32, 32), threads=1, dtype="bfloat16")
+    f32 = peak_memory(model_source("unet"), device="cpu", shape=(3, 32, 32), threads=1,
+                      dtype="float32")
+    bf16 = peak_memory(model_source("unet"), device="cpu", shape=(3, 32, 32), threads=1,
+                       dtype="bfloat16")
     assert bf16.weights_mib == pytest.approx(f32.weights_mib / 2, rel=0.01)
     assert bf16.peak_mib < f32.peak_mib - 0.3 * f32.weights_mib

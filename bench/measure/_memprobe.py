@@ -9,19 +9,17 @@ prior_peak = that high-water mark at baseline time (equal to baseline after a re
 whether the reset worked. On failure: `{"ok": false, "kind": "usage"|"error", "message": ...}`
 and exit status 2 or 1.
 
-JSON arguments: name, overrides, shape [C, H, W], batch, mode ("inference"|"train"), threads,
-schedule, prediction, lr, and optionally factory ("package.module:callable" or
-"/path/to/file.py:callable", called with the overrides as keywords instead of
-`models.build(name, **overrides)`).
+JSON arguments: model (the stored configuration `ModelSource.config()`: a preset family's
+configuration, or a factory reference and its kwargs; rebuilt with `models.source.build_stored`),
+shape [C, H, W], batch, phase ("inference"|"train"), threads, schedule, prediction, lr, dtype.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import resource
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -51,61 +49,54 @@ def _reset_high_water() -> bool:
         return False
 
 
-def _builder(spec: dict[str, Any]) -> Any:
-    factory = spec.get("factory")
-    if factory:
-        module, _, attr = str(factory).rpartition(":")
-        if module.endswith(".py"):
-            loader = importlib.util.spec_from_file_location("_memprobe_factory", module)
-            if loader is None or loader.loader is None:
-                raise FileNotFoundError(f"cannot load factory file {module}")
-            namespace = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(namespace)
-            return getattr(namespace, attr)
-        return getattr(importlib.import_module(module), attr)
-    import models
+def _import_builder(stored: Mapping[str, Any]) -> None:
+    """Import the code that builds the model before the baseline: the memory of importing a
+    module is not the model's (a factory file is executed again when built, which costs only the
+    objects it defines)."""
+    if "factory" in stored:
+        from models.factory import load_factory
 
-    build = getattr(models, "build", None)
-    if build is None:
-        raise RuntimeError("models.build does not exist yet")
-    return lambda **overrides: build(spec["name"], **overrides)
+        load_factory(str(stored["factory"]))
+    else:
+        import models.registry  # noqa: F401
 
 
-def _build_in(build: Any, overrides: dict[str, Any], dtype: Any) -> Any:
-    """The model with its weights created in `dtype` (None: as built): built under that default
-    dtype, so no float32 copy of the weights ever exists to inflate a bfloat16 peak; a model whose
-    construction cannot run in that dtype is built as it is and cast (its float32 weights then
-    count, which the row's method says through `cast_after_build`)."""
+def _build_in(build: Callable[[], Any], dtype: Any) -> tuple[Any, bool]:
+    """(the model with its weights created in `dtype` (None: as built), whether it had to be cast
+    after building): built under that default dtype, so no float32 copy of the weights ever exists
+    to inflate a bfloat16 peak; a model whose construction cannot run in that dtype is built as it
+    is and cast (its float32 weights then count, which the row's method says)."""
     import torch
 
     if dtype is None:
-        return build(**overrides)
+        return build(), False
     before = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        model = build(**overrides)
+        model = build()
     except (RuntimeError, TypeError, ValueError):
         torch.set_default_dtype(before)
-        _build_in.cast_after_build = True
-        return build(**overrides).to(dtype)
+        return build().to(dtype), True
     finally:
         torch.set_default_dtype(before)
-    return model.to(dtype)  # (float buffers made in float32 explicitly)
+    return model.to(dtype), False  # (float buffers made in float32 explicitly)
 
 
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
     """Do the measured work described by `spec`; return the byte counts (see module docstring)."""
-    build = _builder(spec)
+    stored = spec["model"]
+    _import_builder(stored)
     import psutil
     import torch
 
     import bench.measure.train_step  # noqa: F401 - imported before the baseline, not inside the work
     from bench.measure.memory import _do_work
     from bench.measure.workload import build_diffusion, denoiser_inputs
+    from models.source import build_stored
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    train = spec["mode"] == "train"
+    train = spec["phase"] == "train"
     diffusion = build_diffusion(spec["schedule"], spec["prediction"]) if train else None
     x, t = denoiser_inputs(spec["shape"], batch=int(spec["batch"]))
     process = psutil.Process()
@@ -117,10 +108,10 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     cast = None if train or dtype == "float32" else getattr(torch, dtype)
     if cast is not None:
         x = x.to(cast)
-    model = _build_in(build, dict(spec.get("overrides") or {}), cast)
+    model, cast_after_build = _build_in(lambda: build_stored(stored), cast)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     weights += sum(b.numel() * b.element_size() for b in model.buffers())
-    _do_work(model, spec["mode"], x, t, diffusion, float(spec["lr"]), spec.get("dtype", "float32"))
+    _do_work(model, spec["phase"], x, t, diffusion, float(spec["lr"]), dtype)
     return {
         "ok": True,
         "baseline_bytes": baseline,
@@ -128,7 +119,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
         "prior_peak_bytes": prior_peak,
         "weights_bytes": weights,
         "reset": reset,
-        "cast_after_build": getattr(_build_in, "cast_after_build", False),
+        "cast_after_build": cast_after_build,
     }
 
 

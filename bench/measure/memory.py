@@ -3,7 +3,8 @@
 Three methods, each named in `MemoryPeak.method`:
 
 * "cpu-subprocess-rss" (`peak_memory_subprocess`, the CPU default): a FRESH Python process builds
-  the model with `models.build(name, **overrides)` and does the work once. peak = RSS high-water
+  the model from its stored configuration (`ModelSource.config()`, rebuilt with
+  `models.source.build_stored`) and does the work once. peak = RSS high-water
   mark (Linux VmHWM, reset right before the model is built) minus the RSS at that moment, i.e. weights +
   activations + saved tensors + gradients/Adam state (train) + allocator/workspace + any memory
   touched by first-call initialisation. A fresh process with a reset high-water mark makes the
@@ -15,6 +16,9 @@ Three methods, each named in `MemoryPeak.method`:
   buffers) plus the peak of the running sum of the CPU allocations/frees that
   `torch.profiler.profile(profile_memory=True)` records during the work; counts tensor memory
   only (no interpreter, allocator or library overhead).
+
+The work is one of two phases, inference or training (`Phase`): a word of its own, since "mode"
+means the execution mode (eager, compile, cudagraph) everywhere else.
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ from bench.measure.workload import (
     denoiser_inputs,
 )
 from bench.units import MIB
+from models.source import ModelSource
 
-Mode = Literal["inference", "train"]
+Phase = Literal["inference", "train"]
+"""What is measured: one inference call, or one training step."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,7 +59,7 @@ class MemoryProbeError(RuntimeError):
 
 @dataclass(frozen=True)
 class MemoryPeak:
-    """Peak memory of one call (mode "inference") or one training step (mode "train").
+    """Peak memory of one call (phase "inference") or one training step (phase "train").
 
     `peak_mib` follows `method` (see the module docstring); `weights_mib` = parameters + buffers;
     `baseline_mib` = what was subtracted (RSS or allocated bytes before the model), if any;
@@ -62,7 +68,7 @@ class MemoryPeak:
     """
 
     peak_mib: float
-    mode: str
+    phase: str
     device: str
     method: str
     batch: int
@@ -74,45 +80,37 @@ class MemoryPeak:
 
 
 def peak_memory(
-    name: str,
+    source: ModelSource,
     *,
-    overrides: dict[str, Any] | None = None,
     device: str = "cpu",
     shape: Sequence[int] = (3, 64, 64),
     batch: int = 1,
-    mode: Mode = "inference",
+    phase: Phase = "inference",
     threads: int | None = None,
     schedule: str = "sigmoid",
     prediction: str = "v",
     lr: float = 2e-4,
     timeout_s: float = 600.0,
-    factory: str | None = None,
     dtype: str = "float32",
 ) -> MemoryPeak:
-    """Peak memory of preset `name` (or of a user's `factory` called with `overrides`): fresh CPU
-    subprocess on "cpu", allocator peak on CUDA. `dtype` bfloat16: inference with the weights and
-    input in bfloat16; training as `bench train` runs it (float32 weights, bf16 autocast), which
-    exists on CUDA only (`check_memory_dtype`)."""
-    check_memory_dtype(device, mode, dtype)
+    """Peak memory of the model `source` builds: fresh CPU subprocess on "cpu", allocator peak on
+    CUDA. `dtype` bfloat16: inference with the weights and input in bfloat16; training as `bench
+    train` runs it (float32 weights, bf16 autocast), which exists on CUDA only
+    (`check_memory_dtype`)."""
+    check_memory_dtype(device, phase, dtype)
     dev = check_device(device)
     if dev.type == "cpu":
         return peak_memory_subprocess(
-            name, overrides=overrides, shape=shape, batch=batch, mode=mode, threads=threads,
-            schedule=schedule, prediction=prediction, lr=lr, timeout_s=timeout_s, factory=factory,
-            dtype=dtype,
+            source, shape=shape, batch=batch, phase=phase, threads=threads, schedule=schedule,
+            prediction=prediction, lr=lr, timeout_s=timeout_s, dtype=dtype,
         )
-    import models
-    from models.factory import build_factory_model
-
-    model = (build_factory_model(factory, dict(overrides or {})) if factory
-             else models.build(name, **dict(overrides or {})))
     return peak_memory_cuda(
-        model, shape=shape, batch=batch, mode=mode, device=str(dev),
+        source.build(), shape=shape, batch=batch, phase=phase, device=str(dev),
         schedule=schedule, prediction=prediction, lr=lr, dtype=dtype,
     )
 
 
-def check_memory_dtype(device: str, mode: str, dtype: str) -> None:
+def check_memory_dtype(device: str, phase: str, dtype: str) -> None:
     """UsageError for a dtype the memory measurement cannot honour: training on a CPU runs float32
     whatever is asked (`bench.measure.train_step.AMP_DEVICES`), so its bfloat16 peak would be a
     float32 peak under another name."""
@@ -121,53 +119,46 @@ def check_memory_dtype(device: str, mode: str, dtype: str) -> None:
     if dtype not in ("float32", "bfloat16"):
         raise UsageError(f"memory dtype must be float32 or bfloat16, got {dtype!r}")
     kind = str(device).split(":")[0]
-    if mode == "train" and dtype != "float32" and kind not in AMP_DEVICES:
+    if phase == "train" and dtype != "float32" and kind not in AMP_DEVICES:
         raise UsageError(f"{dtype} training memory is not measured on {kind}: training there runs "
                          f"in float32 (bf16 autocast is used on {', '.join(AMP_DEVICES)} only)")
 
 
 def peak_memory_subprocess(
-    name: str,
+    source: ModelSource,
     *,
-    overrides: dict[str, Any] | None = None,
     shape: Sequence[int] = (3, 64, 64),
     batch: int = 1,
-    mode: Mode = "inference",
+    phase: Phase = "inference",
     threads: int | None = None,
     schedule: str = "sigmoid",
     prediction: str = "v",
     lr: float = 2e-4,
     timeout_s: float = 600.0,
-    factory: str | None = None,
     dtype: str = "float32",
 ) -> MemoryPeak:
-    """CPU peak in a fresh process (method "cpu-subprocess-rss").
-
-    `factory` ("package.module:callable" or "/path/file.py:callable") builds the model with the
-    overrides as keywords instead of `models.build(name, **overrides)`.
-    """
+    """CPU peak in a fresh process (method "cpu-subprocess-rss"); the process rebuilds the model
+    from `source.config()`, so it builds what the source builds here."""
     spec = {
-        "name": name,
-        "overrides": dict(overrides or {}),
+        "model": source.config(),
         "shape": list(check_shape(shape)),
         "batch": check_positive("batch", batch),
-        "mode": _check_mode(mode),
+        "phase": _check_phase(phase),
         "threads": None if threads is None else check_positive("threads", threads),
         "schedule": schedule,
         "prediction": prediction,
         "lr": float(lr),
-        "factory": factory,
         "dtype": dtype,
     }
     try:
         payload = json.dumps(spec)
     except TypeError:
-        raise UsageError(f"model overrides must be JSON values, got {overrides!r}") from None
-    result = _run_probe(payload, timeout_s, f"{mode} of {name!r}")
+        raise UsageError(f"model arguments must be JSON values, got {source.arguments!r}") from None
+    result = _run_probe(payload, timeout_s, f"{phase} of {source.name!r}")
     peak = max(0, result["peak_bytes"] - result["baseline_bytes"])
     return MemoryPeak(
         peak_mib=peak / MIB,
-        mode=mode,
+        phase=phase,
         device="cpu",
         method="cpu-subprocess-rss" + (" (float32 weights cast after build: included)"
                                        if result.get("cast_after_build") else ""),
@@ -224,7 +215,7 @@ def peak_memory_cuda(
     *,
     shape: Sequence[int] = (3, 64, 64),
     batch: int = 1,
-    mode: Mode = "inference",
+    phase: Phase = "inference",
     device: str = "cuda",
     schedule: str = "sigmoid",
     prediction: str = "v",
@@ -236,9 +227,9 @@ def peak_memory_cuda(
     dev = check_device(device)
     if dev.type != "cuda":
         raise UsageError(f"peak_memory_cuda needs a CUDA device, got {device!r}")
-    _check_mode(mode)
+    _check_phase(phase)
     x, t = denoiser_inputs(shape, batch=batch, device=dev)
-    if mode == "train":
+    if phase == "train":
         diffusion = build_diffusion(schedule, prediction) if diffusion is None else diffusion
         diffusion = copy.deepcopy(diffusion).to(dev)
     torch.cuda.synchronize(dev)
@@ -246,14 +237,14 @@ def peak_memory_cuda(
     baseline = torch.cuda.memory_allocated(dev)
     torch.cuda.reset_peak_memory_stats(dev)
     # bfloat16 inference: copied to the device in bfloat16 (never a float32 device copy)
-    cast = getattr(torch, dtype) if mode == "inference" and dtype != "float32" else None
+    cast = getattr(torch, dtype) if phase == "inference" and dtype != "float32" else None
     work = copy.deepcopy(model).to(device=dev, dtype=cast) if cast else copy.deepcopy(model).to(dev)
-    _do_work(work, mode, x, t, diffusion, lr, dtype)
+    _do_work(work, phase, x, t, diffusion, lr, dtype)
     torch.cuda.synchronize(dev)
     peak = torch.cuda.max_memory_allocated(dev) - baseline
     result = MemoryPeak(
         peak_mib=peak / MIB,
-        mode=mode,
+        phase=phase,
         device=str(dev),
         method="cuda-max-allocated",
         batch=batch,
@@ -272,7 +263,7 @@ def peak_memory_profiler(
     *,
     shape: Sequence[int] = (3, 64, 64),
     batch: int = 1,
-    mode: Mode = "inference",
+    phase: Phase = "inference",
     schedule: str = "sigmoid",
     prediction: str = "v",
     lr: float = 2e-4,
@@ -282,13 +273,13 @@ def peak_memory_profiler(
     "cpu-profiler-tensors"): weights + peak running sum of allocations during the work."""
     from torch.profiler import ProfilerActivity, profile
 
-    _check_mode(mode)
+    _check_phase(phase)
     x, t = denoiser_inputs(shape, batch=batch)
-    if mode == "train" and diffusion is None:
+    if phase == "train" and diffusion is None:
         diffusion = build_diffusion(schedule, prediction)
     work = copy.deepcopy(model).cpu()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _do_work(work, mode, x, t, diffusion, lr)
+        _do_work(work, phase, x, t, diffusion, lr)
     try:
         events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
         deltas = sorted((e.start_ns(), e.nbytes()) for e in events)
@@ -301,7 +292,7 @@ def peak_memory_profiler(
     weights = _weights_bytes(work)
     return MemoryPeak(
         peak_mib=(weights + highest) / MIB,
-        mode=mode,
+        phase=phase,
         device="cpu",
         method="cpu-profiler-tensors",
         batch=batch,
@@ -314,7 +305,7 @@ def peak_memory_profiler(
 
 def _do_work(
     model: nn.Module,
-    mode: str,
+    phase: str,
     x: torch.Tensor,
     t: torch.Tensor,
     diffusion: Any,
@@ -325,7 +316,7 @@ def _do_work(
     `bench train` (float32 weights; bfloat16 = its autocast)."""
     from bench.measure.train_step import make_optimizer, train_step
 
-    if mode == "train":
+    if phase == "train":
         optimizer = make_optimizer(model, lr)
         train_step(model, diffusion, optimizer, x, amp=dtype == "bfloat16")
     else:
@@ -342,7 +333,7 @@ def _weights_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in tensors)
 
 
-def _check_mode(mode: str) -> str:
-    if mode not in ("inference", "train"):
-        raise UsageError(f"memory mode must be 'inference' or 'train', got {mode!r}")
-    return mode
+def _check_phase(phase: str) -> str:
+    if phase not in ("inference", "train"):
+        raise UsageError(f"memory phase must be 'inference' or 'train', got {phase!r}")
+    return phase
