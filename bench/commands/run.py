@@ -96,6 +96,11 @@ def execute(args: argparse.Namespace) -> int:
     from bench.commands.report import write_reports
 
     written = write_reports([out], reports)
+    from bench.report.headline import headline
+
+    print()
+    print(headline(out))
+    print()
     print(f"results: {out / 'measurements.csv'}; {len(written)} report files in {reports} "
           f"({time.perf_counter() - started:.1f} s in all)")
     return 0

@@ -3,24 +3,23 @@ latency table and latency / achieved-compute plots. Nothing here measures; a par
 gives reports that say "not measured" or "failed" where data is missing.
 
 Each report is a pair: a pure data-shaping function (`*_data`, a frame in, a frame out, tested on
-its own) and a small writer that renders it.
+its own) and a small writer that renders it; the writers are listed once, in
+`bench.report.registry.REPORTS`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.breakdown_report import write_breakdown_report
 from bench.report.data import Results, load_results
-from bench.report.figure4 import figure4_data, write_figure4
-from bench.report.latency_table import latency_table_data, write_latency_table
-from bench.report.memory import memory_data, write_memory_report
-from bench.report.modes import modes_data, write_modes_report
-from bench.report.plots import achieved_data, latency_data, write_plots
-from bench.report.roofline import write_roofline
-from bench.report.side_by_side import write_side_by_side
-from bench.report.table1 import table1_time_data, write_table1_time
-from bench.report.table2 import table2_data, write_table2
+from bench.report.figure4 import figure4_data
+from bench.report.latency_table import latency_table_data
+from bench.report.memory import memory_data
+from bench.report.modes import modes_data
+from bench.report.plots import achieved_data, latency_data
+from bench.report.registry import REPORTS
+from bench.report.table1 import table1_time_data
+from bench.report.table2 import table2_data
 
 __all__ = [
     "Results",
@@ -47,8 +46,6 @@ def write_efficiency_reports(results_dir: Path, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for writer in (write_table2, write_figure4, write_table1_time, write_latency_table, write_plots,
-                   write_modes_report, write_memory_report, write_breakdown_report, write_roofline,
-                   write_side_by_side):
-        paths += writer(results, out_dir)
+    for report in REPORTS:
+        paths += report.writer()(results, out_dir)
     return paths

@@ -1,0 +1,96 @@
+"""The headline of a run, for the terminal: what `python -m bench run` prints when it is done.
+
+Efficiency runs: Table 2's core columns beside the paper's numbers (thop GMACs = the paper's
+'GFLOPS', checkpoint MiB = its 'MB') and the same-run latency ratios at the paper's input beside
+the authors' ratios. Quality runs: Table 1's rows (best score, the steps at best, the fewest steps
+within 5 %). Drawn from the same shaping functions as the report files, so the terminal and the
+files never disagree; the files hold the notes and the context.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.data import Results, fmt, fmt_int, fmt_pct, is_number, load_results
+from bench.report.latency_table import latency_table_data
+from bench.report.render import markdown_table
+from bench.report.table2 import table2_data
+
+
+def efficiency_headline(results: Results) -> str:
+    """Table 2 (paper beside ours, the paper's conventions) and latency ratios at 1x3x64x64."""
+    table = table2_data(results).frame
+    latency = _paper_input_latency(latency_table_data(results))
+    headers = ["model", "params", "thop GMACs (paper 'GFLOPS')", "checkpoint MiB (paper 'MB')",
+               "NFE", "latency ratio, same run"]
+    rows = []
+    for record in table.to_dict("records"):
+        model = record["model"]
+        measured = [record.get(k) for k in ("params", "thop_gmacs", "checkpoint_mib")]
+        if not any(is_number(v) for v in measured) and model not in latency.index:
+            continue  # a paper row this run did not measure
+        rows.append([model, fmt_int(record["params"]) or "-",
+                     _beside(fmt(record["thop_gmacs"], 3), fmt(record["paper_gflops"], 2),
+                             fmt_pct(record["thop_diff_pct"])),
+                     _beside(fmt(record["checkpoint_mib"], 1), fmt(record["paper_mb"], 1),
+                             fmt_pct(record["checkpoint_diff_pct"])),
+                     fmt_int(record["nfe"]) or "-", _latency_cell(latency, model)])
+    if not rows:
+        return "nothing of Table 2 was measured in this run"
+    title = "Table 2 at 1x3x64x64, batch 1 (ours, the paper's in brackets, difference):"
+    return title + "\n" + markdown_table(headers, rows)
+
+
+def _beside(ours: str, paper: str, diff: str) -> str:
+    if not ours:
+        return "-"
+    return f"{ours} ({paper}, {diff})" if paper else ours
+
+
+def _paper_input_latency(data: pd.DataFrame) -> pd.DataFrame:
+    """The latency rows at the paper's input (CPU first), one per model."""
+    at = data[(data["batch_size"] == 1) & (data["resolution"] == 64)]
+    if at.empty:
+        at = data
+    at = at.sort_values("device", key=lambda d: d != "cpu", kind="stable")
+    return at.drop_duplicates("model").set_index("model")
+
+
+def _latency_cell(latency: pd.DataFrame, model: str) -> str:
+    if model not in latency.index or not is_number(latency.loc[model, "ratio"]):
+        return "-"
+    row = latency.loc[model]
+    text = f"{fmt(row['ratio'], 3)} x {row['ratio_to']} on {row['device']}"
+    return text + (f" (authors' {fmt(row['authors_ratio'], 2)})" if is_number(row["authors_ratio"])
+                   else "")
+
+
+def quality_headline(results: Results) -> str:
+    """Table 1's rows: each model and sampler's best score and the steps it takes."""
+    from bench.quality.features import score_label
+    from bench.report.quality import table1_data
+
+    table = table1_data(results.ok)
+    if table.empty:
+        return "no trained model was scored in this run"
+    out = []
+    for (dataset, extractor), section in table.groupby(["dataset", "feature_extractor"], sort=False):
+        rows = [[r["model"], r["sampler"], f"{fmt(r['best'], 3)} ± {fmt(r['best_std'], 2)}",
+                 fmt_int(r["steps_best"]), fmt_int(r["steps_within"])]
+                for r in section.to_dict("records")]
+        seeds = int(section["seeds"].max())
+        out += [f"Table 1, {dataset}: {score_label('fid', extractor)} (± over {seeds} sampling "
+                f"seed(s) of one training):",
+                markdown_table(["model", "sampler", "best", "steps at best",
+                                "fewest steps within 5 %"], rows, align_left=2)]
+    return "\n".join(out)
+
+
+def headline(results_dir: Path) -> str:
+    """The headline for a results directory of either kind."""
+    results = load_results(Path(results_dir))
+    if set(results.ok["metric"].astype(str)) & {"fid", "kid_mean"}:
+        return quality_headline(results)
+    return efficiency_headline(results)
