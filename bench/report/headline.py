@@ -20,9 +20,9 @@ from bench.report.table2 import table2_data
 
 
 def efficiency_headline(results: Results) -> str:
-    """Table 2 (paper beside ours, the paper's conventions) and latency ratios at 1x3x64x64."""
+    """Table 2 (paper beside ours, the paper's conventions) and the same-run latency ratios."""
     table = table2_data(results).frame
-    latency = _paper_input_latency(latency_table_data(results))
+    latency = _first_context_latency(latency_table_data(results))
     headers = ["model", "params", "thop GMACs (paper 'GFLOPS')", "checkpoint MiB (paper 'MB')",
                "NFE", "latency ratio, same run"]
     rows = []
@@ -38,9 +38,30 @@ def efficiency_headline(results: Results) -> str:
                              fmt_pct(record["checkpoint_diff_pct"])),
                      fmt_int(record["nfe"]) or "-", _latency_cell(latency, model)])
     if not rows:
-        return "nothing of Table 2 was measured in this run"
-    title = "Table 2 at 1x3x64x64, batch 1 (ours, the paper's in brackets, difference):"
-    return title + "\n" + markdown_table(headers, rows)
+        return "nothing of Table 2 or the latency table was measured in this run"
+    lines = ["Table 2: counts at 1x3x64x64, batch 1, float32 (ours, then the paper's number and the "
+             "difference)"]
+    if not latency.empty:
+        first = latency.iloc[0]
+        lines.append(f"latency: per-call ratio to {first['ratio_to']} timed round-robin in one run, "
+                     f"{first['device']}, {first['dtype']}, {fmt_int(first['resolution'])}x"
+                     f"{fmt_int(first['resolution'])}, batch {fmt_int(first['batch_size'])}"
+                     " (authors' ratio to their U-Net where comparable)")
+    return "\n".join(lines) + "\n" + markdown_table(headers, rows)
+
+
+def _first_context_latency(data: pd.DataFrame) -> pd.DataFrame:
+    """The latency rows of one context, one per model: the paper's (CPU, batch 1, 64x64, float32)
+    when measured, else the first context of the run."""
+    if data.empty:
+        return data.set_index("model")
+    paper = data[(data["device"] == "cpu") & (data["batch_size"] == 1) & (data["resolution"] == 64)
+                 & (data["dtype"] == "float32")]
+    first = data.iloc[0]
+    chosen = paper if not paper.empty else data[
+        (data["device"] == first["device"]) & (data["dtype"] == first["dtype"])
+        & (data["resolution"] == first["resolution"]) & (data["batch_size"] == first["batch_size"])]
+    return chosen.drop_duplicates("model").set_index("model")
 
 
 def _beside(ours: str, paper: str, diff: str) -> str:
@@ -49,20 +70,11 @@ def _beside(ours: str, paper: str, diff: str) -> str:
     return f"{ours} ({paper}, {diff})" if paper else ours
 
 
-def _paper_input_latency(data: pd.DataFrame) -> pd.DataFrame:
-    """The latency rows at the paper's input (CPU first), one per model."""
-    at = data[(data["batch_size"] == 1) & (data["resolution"] == 64)]
-    if at.empty:
-        at = data
-    at = at.sort_values("device", key=lambda d: d != "cpu", kind="stable")
-    return at.drop_duplicates("model").set_index("model")
-
-
 def _latency_cell(latency: pd.DataFrame, model: str) -> str:
     if model not in latency.index or not is_number(latency.loc[model, "ratio"]):
         return "-"
     row = latency.loc[model]
-    text = f"{fmt(row['ratio'], 3)} x {row['ratio_to']} on {row['device']}"
+    text = f"{fmt(row['ratio'], 3)} x {row['ratio_to']}"
     return text + (f" (authors' {fmt(row['authors_ratio'], 2)})" if is_number(row["authors_ratio"])
                    else "")
 
