@@ -72,7 +72,8 @@ def _one_line_error(excinfo: pytest.ExceptionInfo, *fragments: str) -> str:
 
 
 def test_registry_lists_every_dataset_with_defaults():
-    assert DATASETS == ("digits", "mnist", "celeba", "lsun-church", "folder")
+    assert DATASETS == ("digits", "mnist", "mnist5k", "mnist5k-heldout", "celeba", "lsun-church",
+                        "folder")
     assert dataset_info("digits").channels == 1 and not dataset_info("digits").needs_root
     assert dataset_info("celeba").channels == 3
     with pytest.raises(UsageError) as excinfo:

