@@ -20,8 +20,7 @@ def test_every_view_comes_from_the_registry() -> None:
     assert len(names) == len(set(names))
     assert set(spec.METRICS) == set(names) | {"compile_s"} and spec.METRICS is UNITS
     assert cells.GROUPS == {m.name: m.metrics for m in METRIC_REGISTRY}
-    for metric in METRIC_REGISTRY:
-        assert measure_cells.MEASURERS[metric.name] is metric.measurer()
+    for metric in METRIC_REGISTRY:  # every declared measurer resolves (the runner calls only these)
         assert callable(metric.measurer())
     assert compare.COUNT_METRICS == tuple(m.name for m in METRIC_REGISTRY if m.gate == GATE_EXACT)
     assert compare.RELATIVE_SLACK == {"checkpoint_mib": 0.001}

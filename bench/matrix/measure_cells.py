@@ -14,7 +14,6 @@ import torch
 from bench.checkpoint import checkpoint_mib
 from bench.errors import failure_reason
 from bench.matrix.cells import Cell
-from bench.matrix.metrics import METRIC_REGISTRY
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import breakdown, compute, interleaved, machine, memory, modes, params, sampling
 from bench.measure.workload import check_device, denoiser_inputs, torch_threads
@@ -331,11 +330,3 @@ def measure_breakdown(spec: MatrixSpec, cell: Cell) -> list[Row]:
             channels=spec.channels, mode=mode)
     return [{**row, "status": "ok", "counter": "torch.profiler", "n": result.calls, "mode": mode}
             for row in breakdown.breakdown_rows(result)]
-
-
-
-
-MEASURERS: dict[str, Callable[[MatrixSpec, Cell], list[Row]]] = {
-    metric.name: metric.measurer() for metric in METRIC_REGISTRY
-}
-"""Cell group -> its measuring function: a view of the metric registry (`bench.matrix.metrics`)."""
