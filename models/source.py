@@ -9,7 +9,7 @@ model's class:
     net = source.with_channels(1).build()
     source.config()                                          # stored with rows and checkpoints
 
-`stored_source(config)` turns a stored configuration back into the network it describes, so a
+`build_stored(config)` turns a stored configuration back into the network it describes, so a
 checkpoint rebuilds the network it was trained as, even after the preset changed.
 """
 
