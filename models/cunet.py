@@ -129,7 +129,7 @@ class ContinuousUNet(nn.Module):
         that it can be captured in a CUDA graph."""
         return all(stage.ode.backend == "native" for _, stage in self.stages())
 
-    def profile_blocks(self) -> list[tuple[str, nn.Module]]:
+    def breakdown_blocks(self) -> list[tuple[str, nn.Module]]:
         """Blocks for the profiler, in execution order. Each ODE block is listed with its ODE
         function inside it, so the block's own time is the solver's bookkeeping."""
         blocks: list[tuple[str, nn.Module]] = [("time embedding", m) for m in self.time_mlps or []]

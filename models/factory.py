@@ -8,7 +8,8 @@ Optional capabilities the suite asks for instead of guessing from types:
 - `last_nfe() -> {"block": n, ..., "total": n}`: ODE-function evaluations of the last call
   (continuous models); then `nfe` is measured;
 - `capture_safe: bool`: whether a forward reads nothing on the host (CUDA-graph capturable);
-- `profile_blocks() -> [(name, module), ...]`: blocks for the profiler;
+- `breakdown_blocks() -> [(name, module), ...]`: blocks `bench breakdown` times (`profile_blocks`,
+  its former name, is still read);
 - `ode_functions() -> [(name, module), ...]`: the ODE function of each block (then the MACs of
   one evaluation, `macs_per_eval`, are counted).
 

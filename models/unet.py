@@ -154,7 +154,7 @@ class UNet(nn.Module):
         self.final_block = ResnetBlock(c.dim * 2, c.dim, time_dim, c.resnet_groups)
         self.final_conv = nn.Conv2d(c.dim, c.out_channels, 1)
 
-    def profile_blocks(self) -> list[tuple[str, nn.Module]]:
+    def breakdown_blocks(self) -> list[tuple[str, nn.Module]]:
         """Blocks for the profiler, in execution order (several modules may share a name)."""
         blocks: list[tuple[str, nn.Module]] = [("input conv", self.init_conv),
                                                ("time embedding", self.time_embed),

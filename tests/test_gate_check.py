@@ -57,7 +57,7 @@ def test_update_writes_a_tidy_baseline_with_ratios_and_context(baseline):
     assert set(frame["metric"]) == {"params", "macs_thop", "macs_fvcore", "flops_torch", "nfe",
                                     "checkpoint_mib", "latency_ratio", "latency_ms"}
     values = frame.set_index(["model", "metric"])["value"]
-    assert values[("cunet", "params")] == 8_811_875  # PAPER.md 3.2
+    assert values[("cunet", "params")] == 8_811_875  # docs/paper.md, "The continuous U-Net"
     assert values[("cunet-noattn-nores", "params")] == 5_874_915
     assert values[("cunet", "latency_ratio")] == 1.0
     assert set(frame.loc[frame["metric"] == "latency_ratio", "unit"]) == {"x cunet"}

@@ -159,3 +159,27 @@ def test_run_prints_its_headline(tmp_path: Path, capsys) -> None:
     unet = int(params.loc[params["model"] == "unet", "value"].iloc[0])
     line = next(line for line in out.splitlines() if line.startswith("| unet |"))
     assert f"{unet:,}" in line and "1.000 x unet" in line
+
+
+def test_breakdown_blocks_and_their_former_name_name_the_blocks() -> None:
+    from torch import nn
+
+    from bench.measure.breakdown import named_blocks
+
+    class New(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def breakdown_blocks(self):
+            return [("first", self.a)]
+
+    class Old(New):
+        breakdown_blocks = None
+
+        def profile_blocks(self):
+            return [("second", self.b)]
+
+    assert [name for name, _ in named_blocks(New())] == ["first"]
+    assert [name for name, _ in named_blocks(Old())] == ["second"]
+    assert [name for name, _ in named_blocks(nn.Sequential(nn.Linear(2, 2)))] == ["0"]

@@ -290,13 +290,21 @@ def test_partial_and_failed_data_say_not_measured(tmp_path: Path) -> None:
     assert figure4.loc["cunet", "status"] == "not measured"
 
 
-def test_header_only_csv_still_writes_reports(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "measurements.csv").write_text("model,metric,value,unit\n")
+def test_a_run_without_the_tables_metrics_still_writes_reports(tmp_path: Path) -> None:
+    results = write_run(tmp_path / "results", [row("unet", "nfe", 1, "evaluations")])
     paths = write_efficiency_reports(results, tmp_path / "out")
     assert {p.name for p in paths} >= {"table2.md", "figure4.png", "latency_vs_batch.png"}
     assert "not measured" in (tmp_path / "out" / "table2.md").read_text()
+
+
+def test_header_only_csv_is_a_usage_error(tmp_path: Path) -> None:
+    """The store never writes a header without rows, so such a file lost its rows: refused, not
+    drawn as tables of 'not measured' (tests/test_damaged_files.py runs it through the CLI)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "measurements.csv").write_text("model,metric,value,unit\n")
+    with pytest.raises(UsageError, match="holds a header but no rows"):
+        write_efficiency_reports(results, tmp_path / "out")
 
 
 def test_missing_csv_is_a_usage_error(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ CUDA) how much of the call the GPU is busy.
 Built on `torch.profiler` ("breakdown" is the suite's one name for this; a "profile" is a benchmark
 preset in bench/profiles/). Each profiled block is wrapped in a `record_function` range by module
 hooks, so the model's code is not touched. The model names its blocks itself through an optional
-`profile_blocks()` method (the model protocol's name, see models/factory.py) returning (name,
+`breakdown_blocks()` method (the model protocol's name, see models/factory.py) returning (name,
 module) pairs (several modules may share a name, e.g. a time embedding made of two layers); a model
 without it is timed per top-level child module.
 Blocks nest: a cU-Net's ODE block contains its ODE function, and the block's *own* time (its time
@@ -80,10 +80,10 @@ def kind_of(op_name: str) -> str:
 
 
 def named_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) pairs to time: the model's own `profile_blocks()`, else its top-level
-    children."""
+    """(name, module) pairs to time: the model's own `breakdown_blocks()` (`profile_blocks()`, its
+    name until this release, is still read), else its top-level children."""
     inner = getattr(model, "module", model)
-    own = getattr(inner, "profile_blocks", None)
+    own = getattr(inner, "breakdown_blocks", None) or getattr(inner, "profile_blocks", None)
     if callable(own):
         return list(own())
     return list(inner.named_children())

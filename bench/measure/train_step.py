@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 ADAM_BETAS = (0.9, 0.99)
-"""The authors' Adam betas (PAPER.md section 4)."""
+"""The authors' Adam betas (docs/paper.md, "Training and sampling settings")."""
 
 
 class TrainingDiverged(RuntimeError):

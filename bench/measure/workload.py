@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.errors import UsageError
 
-"""Adam betas of the authors' training recipe (PAPER.md section 4)."""
+"""Adam betas of the authors' training recipe (docs/paper.md, "Training and sampling settings")."""
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, int, int]:

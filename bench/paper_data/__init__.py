@@ -8,7 +8,7 @@ import pandas as pd
 
 _HERE = Path(__file__).parent
 
-# Which of our presets each Table 2 row was measured on (PAPER.md 5.2).
+# Which of our presets each Table 2 row was measured on (docs/paper.md, "Table 2 mixes two cU-Nets").
 TABLE2_PRESET = {
     "unet": "unet",
     "cunet": "cunet-attn5",
@@ -34,6 +34,7 @@ def figure4() -> pd.DataFrame:
 
 
 def authors_latency() -> pd.DataFrame:
-    """model, latency_ms, threads, batch_size, resolution: PAPER.md section 2's per-call CPU
-    latency of the authors' implementation (not a number the paper itself prints)."""
+    """model, latency_ms, threads, batch_size, resolution: the per-call CPU latency of the
+    authors' implementation as we re-measured it, not a number the paper itself prints
+    (docs/paper.md, "The authors' latency, re-measured")."""
     return pd.read_csv(_HERE / "authors_latency.csv")

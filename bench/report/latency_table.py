@@ -92,12 +92,13 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
                          fmt(r["min_ms"], 1), fmt_int(r["n"]), ratio, fmt(r["authors_ratio"], 2)])
         out += [render.markdown_table(headers, rows), ""]
     out += [
-        "- Authors' ratio: PAPER.md section 2's re-measurement of the authors' implementation on a "
+        "- Authors' ratio: our re-measurement of the authors' implementation (docs/paper.md, \"The "
+        "authors' latency, re-measured\") on a "
         "2-core x86 CPU (2 threads, batch 1, 64x64, inference mode, median of 15 after warm-up), "
         "each model's latency divided by their U-Net's from the same measurement. Compare it with "
         "the same-run ratio column, never our milliseconds with theirs: their absolute times came "
         "from another machine on another day (timed side by side in one process, our networks and "
-        "theirs run at parity: PAPER.md section 2).",
+        "theirs run at parity: the same section).",
         "- A failed model (say, out of memory at a large batch) has no row here; measurements.csv "
         "holds its error.",
     ]

@@ -1,9 +1,9 @@
 """reports/memory.md (+ memory.csv, memory.png): peak inference and training memory against batch
 size, per device, and one sentence on where the paper's "1/4 of the memory" holds.
 
-The paper's "MB" is a training-checkpoint size (PAPER.md section 2), which does not grow with the
-batch; the memory a denoiser needs while it runs does, and for the cU-Nets with attention at high
-resolution it grows faster than the U-Net's.
+The paper's "MB" is a training-checkpoint size (docs/paper.md, "MB is a training checkpoint size"),
+which does not grow with the batch; the memory a denoiser needs while it runs does, and for the
+cU-Nets with attention at high resolution it grows faster than the U-Net's.
 """
 
 from __future__ import annotations

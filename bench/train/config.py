@@ -38,8 +38,8 @@ class TrainConfig:
     ema_every: int = 1
     grad_clip: float = 1.0
     prediction: str = "v"
-    """The authors' objective (PAPER.md 4); eps works for the U-Net but not for the released cU-Net,
-    whose instance-normalised input hides the scale of x_t."""
+    """The authors' objective (docs/paper.md, "Training and sampling settings"); eps works for the
+    U-Net but not for the released cU-Net, whose instance-normalised input hides the scale of x_t."""
     schedule: str = "sigmoid"
     timesteps: int = 1000
     hflip: bool = False

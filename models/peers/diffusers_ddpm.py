@@ -27,7 +27,7 @@ class DiffusersDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(x, t).sample
 
-    def profile_blocks(self) -> list[tuple[str, nn.Module]]:
+    def breakdown_blocks(self) -> list[tuple[str, nn.Module]]:
         """The UNet's stages, for `python -m bench profile`."""
         net = self.net
         blocks: list[tuple[str, nn.Module]] = [("time embedding", net.time_proj),
