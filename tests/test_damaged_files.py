@@ -174,3 +174,9 @@ def test_a_store_whose_every_row_is_set_aside_leaves_no_file(measured, tmp_path)
     assert list(run.glob("measurements.csv.damaged-*"))
     assert MeasurementStore(run).frame.empty  # reopening finds nothing to refuse
 
+
+def test_config_that_is_a_directory_says_so(tmp_path, capsys) -> None:
+    assert main(["run", "--config", str(tmp_path), "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 2
+    line = _one_error_line(capsys)
+    assert "is a directory" in line and "does not exist" not in line
