@@ -28,7 +28,7 @@ class DiffusersDenoiser(nn.Module):
         return self.net(x, t).sample
 
     def breakdown_blocks(self) -> list[tuple[str, nn.Module]]:
-        """The UNet's stages, for `python -m bench profile`."""
+        """The UNet's stages, for `python -m bench breakdown`."""
         net = self.net
         blocks: list[tuple[str, nn.Module]] = [("time embedding", net.time_proj),
                                                ("time embedding", net.time_embedding),
