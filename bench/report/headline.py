@@ -93,8 +93,8 @@ def quality_headline(results: Results) -> str:
                  fmt_int(r["steps_best"]), fmt_int(r["steps_within"])]
                 for r in section.to_dict("records")]
         seeds = int(section["seeds"].max())
-        out += [f"Table 1, {dataset}: {score_label('fid', extractor)} (± over {seeds} sampling "
-                f"seed(s) of one training):",
+        out += [f"Table 1, {dataset}: {score_label('fid', extractor)} (± is the standard "
+                f"deviation over {seeds} sampling seed(s) of one trained model):",
                 markdown_table(["model", "sampler", "best", "steps at best",
                                 "fewest steps within 5 %"], rows, align_left=2)]
     return "\n".join(out)
