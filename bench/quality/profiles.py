@@ -65,9 +65,17 @@ class QualityProfile:
     threads: int | None = None
     """torch CPU threads for the whole profile (None: torch's default)."""
     device: str = "auto"
+    train_seeds: tuple[int, ...] | None = None
+    """Independent trainings of every model (same data and budget, seed = training seed); the
+    scores' confidence intervals run across them. None: one training with [train] seed."""
+
+    def trainings(self) -> tuple[int | None, ...]:
+        """The training seeds as the keys and rows name them (None: the one unnamed training)."""
+        return self.train_seeds if self.train_seeds else (None,)
 
 
-QUALITY_KEYS = {"datasets", "resolution", "channels", "models", "threads", "device", "hflip_datasets"}
+QUALITY_KEYS = {"datasets", "resolution", "channels", "models", "threads", "device", "hflip_datasets",
+                "train_seeds"}
 TABLES = {"description", "quality", "overrides", "train", "sweep"}
 PER_RUN = {"model", "dataset", "out", "resolution", "channels", "width", "overrides", "hflip", "device"}
 """TrainConfig fields the profile fills in per model and dataset (not settable in [train])."""
@@ -107,9 +115,21 @@ def parse_quality(raw: dict[str, Any], name: str, where: str = "") -> QualityPro
             models=tuple(ModelPlan(n, dict(overrides.get(n, {}))) for n in names),
             train=TrainConfig(model=names[0], **train), sweep=SweepSettings(**sweep),
             hflip_datasets=tuple(quality.get("hflip_datasets", ())),
-            threads=quality.get("threads"), device=quality.get("device", "auto"))
+            threads=quality.get("threads"), device=quality.get("device", "auto"),
+            train_seeds=_train_seeds(quality.get("train_seeds"), where))
     except TypeError as error:  # a value of the wrong kind, e.g. datasets = 3
         raise UsageError(f"{where}: {error}") from None
+
+
+def _train_seeds(value: Any, where: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    ok = isinstance(value, list) and value and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    if not ok or len(set(value)) != len(value):
+        raise UsageError(f"{where}: [quality] train_seeds must be a list of distinct non-negative "
+                         f"integers, e.g. [0, 1, 2]; got {value!r}")
+    return tuple(value)
 
 
 def _settings(raw: dict[str, Any], table: str, allowed: set[str], where: str) -> dict[str, Any]:
@@ -163,6 +183,24 @@ def _load_real(profile: QualityProfile, dataset: str):
                         channels=profile.channels, limit=profile.sweep.n_real)
 
 
+def _check_device(profile: QualityProfile) -> None:
+    """A profile that asks for CUDA on a machine without it: one line, before anything is done."""
+    if str(profile.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"profile {profile.name} needs a CUDA GPU (device = {profile.device!r}) and "
+                         "this machine has none; run it on a GPU machine, or run the 'mnist' "
+                         "profile on this CPU")
+
+
+def _load_heldout(profile: QualityProfile, dataset: str):
+    """The dataset's fixed held-out split at the profile's resolution, or None if it has none."""
+    from bench.data import dataset_info, load_dataset
+
+    name = dataset_info(dataset).heldout
+    if name is None:
+        return None
+    return load_dataset(name, root=None, resolution=profile.resolution, channels=profile.channels)
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(root.resolve()))
@@ -191,18 +229,28 @@ def clear_outputs(out_dir: Path) -> None:
 # ----------------------------------------------------------------------------- the pipeline
 
 
+def training_name(dataset: str, model: str, train_seed: int | None) -> str:
+    """The file-safe name of one training: its checkpoint folder and loss-curve file."""
+    name = f"{dataset}-{safe_name(model)}"
+    return name if train_seed is None else f"{name}-train{train_seed}"
+
+
 def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir: Path,
-                 store: MeasurementStore | None, base: dict[str, Any], dist: DistContext):
+                 store: MeasurementStore | None, base: dict[str, Any], dist: DistContext,
+                 train_seed: int | None = None):
     """Train (or resume, or find finished) one model; rows for its loss, steps and time."""
     overrides = dict(plan.overrides)
     width = overrides.pop("width", None)
+    name = training_name(dataset, plan.name, train_seed)
     config = replace(profile.train, model=plan.name, dataset=dataset, resolution=profile.resolution,
                      channels=profile.channels, width=width, overrides=overrides,
                      hflip=dataset in profile.hflip_datasets, device=str(dist.device),
-                     out=out_dir / "checkpoints" / f"{dataset}-{safe_name(plan.name)}")
-    cell = train_cell_key(dataset, plan.name)
+                     out=out_dir / "checkpoints" / name)
+    if train_seed is not None:
+        config = replace(config, seed=train_seed)
+    cell = train_cell_key(dataset, plan.name, train_seed)
     row = {**base, "model": plan.name, "cell": cell, "method": "bench.train",
-           "batch_size": config.batch_size}
+           "batch_size": config.batch_size, "train_seed": train_seed}
     try:
         result = train(config, dist)
     except TrainingDiverged as error:
@@ -214,11 +262,12 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
     if dist.is_main:
         if result.resumed_from != result.step:
             # The weights changed since any earlier sweep of this model: re-measure its cells.
-            store.drop_cells([c for c in store.done_cells() if _trained_cell_of(c, dataset, plan.name)])
+            store.drop_cells([c for c in store.done_cells()
+                              if _trained_cell_of(c, dataset, plan.name, train_seed)])
             store.save()
         log = config.out / "loss.csv"
         if log.is_file():
-            target = out_dir / "training" / f"{dataset}-{safe_name(plan.name)}.csv"
+            target = out_dir / "training" / f"{name}.csv"
             atomic_write_text(target, log.read_text(encoding="utf-8"))
         checkpoint = _relative(result.checkpoint, out_dir)
         store.drop_cells([cell])
@@ -235,11 +284,20 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
     return result
 
 
-def _trained_cell_of(key: str, dataset: str, model: str) -> bool:
-    """Whether a cell key is a sweep or timing cell of this trained model on this dataset."""
+def _trained_cell_of(key: str, dataset: str, model: str, train_seed: int | None = None) -> bool:
+    """Whether a cell key is a sweep, timing or likelihood cell of this training of this model on
+    this dataset (the key's last part names the training seed when there are several)."""
     parts = key_parts(key)
-    return (len(parts) >= 10 and parts[0] in ("quality", "time_per_sample_s") and parts[1] == model
-            and parts[7] == dataset and parts[8] == "trained")
+    if len(parts) < 8 or parts[1] != model or parts[7] != dataset:
+        return False
+    named = f"train{train_seed}" if train_seed is not None else None
+    if parts[0] == "likelihood":
+        return (parts[8] if len(parts) > 8 else None) == named
+    if parts[0] not in ("quality", "time_per_sample_s") or len(parts) < 10 or parts[8] != "trained":
+        return False
+    if parts[0] == "time_per_sample_s":  # timed once per model, on its first training
+        return True
+    return (parts[11] if len(parts) > 11 else None) == named
 
 
 def _untrained(trained_meta: dict[str, Any], seed: int):
@@ -254,15 +312,18 @@ def _untrained(trained_meta: dict[str, Any], seed: int):
 
 def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bool = True,
                         models: list[str] | None = None,
-                        model_args: dict[str, Any] | None = None) -> Path:
+                        model_args: dict[str, Any] | None = None,
+                        train_only: bool = False) -> Path:
     """Run quality profile `name` (a built-in profile's name, or a QualityProfile) into `out_dir` and
     return the results directory (`out_dir`).
 
     Trains every model (resuming from its checkpoints), then sweeps sampling steps and scores
     each set; finished cells of an earlier run are kept unless `resume` is False, which first
     deletes this profile's outputs in `out_dir`. `models` (presets or factory references) replace
-    the profile's models (`with_models`). Works as one process or under torchrun (all ranks call
-    it; rank 0 writes). Bad settings or missing data raise UsageError before any training.
+    the profile's models (`with_models`). `train_only` stops after training (a later call, or a
+    call on another machine sharing `out_dir`, scores the finished checkpoints). Works as one
+    process or under torchrun (all ranks call it; rank 0 writes). Bad settings or missing data
+    raise UsageError before any training.
     """
     from bench.context import run_context
 
@@ -270,7 +331,12 @@ def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bo
     if models:
         profile = with_models(profile, models, model_args)
     out_dir = Path(out_dir)
+    _check_device(profile)
     reals = {dataset: _load_real(profile, dataset) for dataset in profile.datasets}
+    heldouts = {dataset: _load_heldout(profile, dataset) for dataset in profile.datasets}
+    for dataset in profile.datasets:  # n against the real sets, before anything is trained
+        held = heldouts[dataset]
+        profile.sweep.check_real(len(reals[dataset]), None if held is None else len(held))
     if profile.sweep.extractor == "inception-v3-compat":
         from bench.quality.features import resolve_inception_weights
 
@@ -292,7 +358,7 @@ def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bo
         with torch_threads(profile.threads):
             for dataset in profile.datasets:
                 _run_dataset(profile, dataset, reals[dataset], sweep, out_dir, store, dist,
-                             context)
+                             context, train_only, heldouts[dataset])
     finally:
         dist.close()
     return out_dir
@@ -300,32 +366,42 @@ def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bo
 
 def _run_dataset(profile: QualityProfile, dataset: str, real: Any, sweep: SweepSettings,
                  out_dir: Path, store: MeasurementStore | None, dist: DistContext,
-                 context: dict[str, Any]) -> None:
+                 context: dict[str, Any], train_only: bool = False, heldout: Any = None) -> None:
     shape = tuple(real[0][0].shape)
     base = _base_row(profile, dataset, shape, dist, context)
     entries: list[SweepEntry] = []
-    for plan in profile.models:
-        if dist.is_main:
-            print(f"[{profile.name}] training {plan.name} on {dataset}", flush=True)
-        result = _train_model(profile, plan, dataset, out_dir, store, base, dist)
-        if result is None:
-            continue
-        model, diffusion, meta = load_for_sampling(result.checkpoint, dist.device)
-        source = model_source(plan.name, plan.overrides).with_channels(meta["spec"]["channels"])
-        solver, solver_steps, backend = source.solver()
-        columns = {"solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
-                   "config": json.dumps(meta["spec"].get("model_config"), sort_keys=True, default=str)}
-        label = _relative(result.checkpoint, out_dir)
-        entries.append(SweepEntry(plan.name, model, diffusion, label, sweep.steps, sweep.samplers,
-                                  sweep.seeds, extra=columns))
-        reference, reference_diffusion = _untrained(meta, profile.train.seed)
-        entries.append(SweepEntry(plan.name, reference, reference_diffusion, "untrained",
-                                  sweep.untrained_grid(), ("ddim",), sweep.untrained_seeds,
-                                  timed=False, extra=columns))
+    trainings = profile.trainings()
+    # every model's first training before any model's second: a run cut short still compares them
+    for train_seed in trainings:
+        for plan in profile.models:
+            if dist.is_main:
+                seed_note = "" if train_seed is None else f" (training seed {train_seed})"
+                print(f"[{profile.name}] training {plan.name} on {dataset}{seed_note}", flush=True)
+            result = _train_model(profile, plan, dataset, out_dir, store, base, dist, train_seed)
+            if result is None or train_only:
+                continue
+            model, diffusion, meta = load_for_sampling(result.checkpoint, dist.device)
+            source = model_source(plan.name, plan.overrides).with_channels(meta["spec"]["channels"])
+            solver, solver_steps, backend = source.solver()
+            columns = {"solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
+                       "config": json.dumps(meta["spec"].get("model_config"), sort_keys=True,
+                                            default=str),
+                       "train_seed": train_seed}
+            label = _relative(result.checkpoint, out_dir)
+            first = train_seed == trainings[0]
+            entries.append(SweepEntry(plan.name, model, diffusion, label, sweep.steps,
+                                      sweep.samplers, sweep.seeds, timed=first, extra=columns))
+            if first:  # the untrained reference: once per architecture
+                reference, reference_diffusion = _untrained(meta, profile.train.seed)
+                entries.append(SweepEntry(plan.name, reference, reference_diffusion, "untrained",
+                                          sweep.untrained_grid(), ("ddim",), sweep.untrained_seeds,
+                                          timed=False, extra={**columns, "train_seed": None}))
+    if train_only:
+        return
     # Untrained references first: they are cheap, and show at once what training must beat.
     entries.sort(key=lambda entry: entry.trained)
     ctx = SweepContext(dataset=dataset, real=real, shape=shape, store=store, base_row=base,
-                       samples_dir=out_dir / "samples", dist=dist)
+                       samples_dir=out_dir / "samples", dist=dist, heldout=heldout)
     if dist.is_main:
         print(f"[{profile.name}] sweeping {dataset}: steps {list(sweep.steps)}, samplers "
               f"{list(sweep.samplers)}, n={sweep.n}, seeds {list(sweep.seeds)}", flush=True)

@@ -13,10 +13,12 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor
 
 from bench.data.uint8 import Uint8RGBView, to_uint8_rgb
 from bench.errors import UsageError
@@ -30,6 +32,39 @@ from bench.quality.features import (
 
 KID_SUBSET_SIZE_MAX = 1000
 KID_SUBSETS = 100
+FEATURE_BATCH = 250
+
+
+def extract_features(images: torch.Tensor | Dataset, *, extractor: str,
+                     weights_path: str | Path | None = None,
+                     cache_dir: str | Path = DEFAULT_CACHE_DIR, device: str = "cpu",
+                     data_root: str | Path | None = None, feature_layer: str | None = None,
+                     batch_size: int = FEATURE_BATCH) -> np.ndarray:
+    """(N, D) float64 features of images (a tensor like `score`'s `generated`, or a Dataset of
+    images / (image, label) pairs) from torch-fidelity's own feature extractor `extractor`,
+    at its standard layer unless `feature_layer` names another. The statistics (FD, FD-infinity,
+    KID) are then computed from these by `bench.quality.statistics`."""
+    if extractor not in EXTRACTORS:
+        raise UsageError(f"unknown feature extractor {extractor!r}; choose one of "
+                         f"{', '.join(EXTRACTORS)}")
+    view = Uint8RGBView(images) if not torch.is_tensor(images) else None
+    fake = _generated_uint8(images) if view is None else None
+    count = len(fake) if view is None else len(view)
+    weights = resolve_weights(extractor, weights_path, cache_dir=cache_dir, data_root=data_root)
+    layer = _checked_feature_layer(extractor, feature_layer)
+    cuda = str(device).startswith("cuda")
+    network = create_feature_extractor(extractor, [layer], cuda=cuda, verbose=False,
+                                       feature_extractor_weights_path=str(weights))
+    parts = []
+    with torch.no_grad():
+        for start in range(0, count, batch_size):
+            stop = min(count, start + batch_size)
+            batch = (fake[start:stop] if view is None
+                     else torch.stack([view[i] for i in range(start, stop)]))
+            if cuda:
+                batch = batch.cuda()
+            parts.append(network(batch)[0].double().cpu())
+    return torch.cat(parts).numpy()
 
 
 def score(generated: torch.Tensor, real: Dataset | torch.Tensor, *, extractor: str,
@@ -182,4 +217,4 @@ def _cache_name(key: str, extractor: str, weights: Path, n_real: int,
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
-__all__ = ["KID_SUBSET_SIZE_MAX", "KID_SUBSETS", "score"]
+__all__ = ["FEATURE_BATCH", "KID_SUBSET_SIZE_MAX", "KID_SUBSETS", "extract_features", "score"]

@@ -283,3 +283,37 @@ def difference(a_values: Sequence[float], b_values: Sequence[float], confidence:
         verdict = NOT_RESOLVED
     return Difference(delta=delta, low=low, high=high, dof=float(dof), confidence=confidence,
                       verdict=verdict)
+
+
+@dataclass(frozen=True)
+class SetScores:
+    """What one generated set scores against the reference: FD at its n, FD-infinity, KID."""
+
+    n: int
+    fd: float
+    fd_inf: FDInfinity
+    kid: KID
+
+    def values(self) -> dict[str, float]:
+        """metric name -> value, in the names the sweep's rows use."""
+        return {"fid": self.fd, "fid_inf": self.fd_inf.value, "kid_mean": self.kid.mean,
+                "kid_std": self.kid.std}
+
+
+def default_kid_subset_size(n: int) -> int:
+    """Half the generated set (at most 1,000): every KID subset then differs, so its std is a
+    sampling spread, and the subsets stay large enough for a usable MMD estimate."""
+    return max(2, min(1000, n // 2))
+
+
+def score_features(gen_features: object, real_features: object, *, kid_subset_size: int | None = None,
+                   kid_subsets: int = 100, fd_sizes: Sequence[int] | None = None,
+                   seed: int = 0) -> SetScores:
+    """FD at n (all generated against all real features), FD-infinity and KID of one set."""
+    gen = _matrix(gen_features, "generated features")
+    real = _matrix(real_features, "real features")
+    _same_width(gen, real)
+    subset = default_kid_subset_size(gen.shape[0]) if kid_subset_size is None else kid_subset_size
+    return SetScores(n=gen.shape[0], fd=fd_from_features(gen, real),
+                     fd_inf=fd_infinity(gen, real, fd_sizes, seed=seed),
+                     kid=kid(gen, real, subset, kid_subsets, seed=seed))

@@ -1,5 +1,10 @@
 """FID and KID against sampling steps: sample every model at every step count with every sampler
-and seed, score each set against the real data through torch-fidelity, write tidy rows.
+and seed, score each set against the real data, write tidy rows.
+
+Scores: the features come from torch-fidelity's extractor (`bench.quality.scoring.
+extract_features`); from them `bench.quality.statistics.score_features` computes the Fréchet
+distance at the set's n against the whole reference ("fid"), FD-infinity (Chong & Forsyth's
+extrapolation to n = infinity, "fid_inf") and KID over subsets smaller than n.
 
 A cell is one (dataset, model, checkpoint, sampler, steps, seed) set of `n` images. Cells that a
 previous (interrupted) run finished are skipped. Under torchrun the `n` images of a cell are made
@@ -7,7 +12,11 @@ in fixed chunks dealt round-robin to the ranks; each chunk has its own seed, so 
 depend on the number of processes. Rank 0 scores and writes.
 
 Besides the trained models the sweep scores two references: the same architecture UNTRAINED
-(what training must beat) and `n` real images drawn from the reference set (the floor at this n).
+(what training must beat) and `n` real images (the floor at this n), drawn from the dataset's
+held-out split when it has one (independent of the reference), else from the reference itself.
+Then, for each trained model, the held-out bits/dim and denoising error (`bench.quality.
+likelihood`, when there is a held-out split), and last the time per sample, so that the timed
+minutes come at the end of a run, where a user can keep the machine quiet.
 """
 
 from __future__ import annotations
@@ -23,14 +32,16 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
-from bench.results.keys import quality_cell_key
+from bench.results.keys import likelihood_cell_key, quality_cell_key
 from bench.results.paths import safe_name
 from bench.results.schema import SWEEP_WALL_PER_IMAGE
 from bench.train.distributed import DistContext
 
 UNTRAINED = "untrained"
 REAL_DATA = "real-data"
-SCORE_METRICS = (("fid", "value"), ("kid_mean", "mean"), ("kid_std", "std"))
+SCORE_METRICS = (("fid", "value"), ("fid_inf", "extrapolated"), ("kid_mean", "mean"),
+                 ("kid_std", "std"))
+SCORE_METHOD = "bench.quality.statistics on torch-fidelity features"
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,12 @@ class SweepSettings:
     chunk: int = 50
     """Images per sampling call; also the unit dealt to ranks."""
     kid_subset_size: int | None = None
+    """KID subset size, below n (None: n // 2, at most 1,000)."""
+    kid_subsets: int = 100
+    likelihood_timesteps: int = 10
+    """Timesteps per held-out image for bits/dim, one per band of T / this many steps."""
+    likelihood_images: int | None = None
+    """Held-out images for bits/dim and denoising error (None: all)."""
     time_repeats: int = 3
     """Timed runs of the per-sample time at each step count (batch 1), after a warm-up."""
     grid: int = 64
@@ -65,6 +82,27 @@ class SweepSettings:
         if unknown:  # an error before anything is trained, never a silent fallback
             raise UsageError(f"unknown sampler(s) {', '.join(map(str, unknown))}; valid: "
                              f"{', '.join(SAMPLERS)}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 4:
+            raise UsageError(f"[sweep] n must be an integer >= 4 (images per scored set), got "
+                             f"{self.n!r}")
+        size = self.kid_subset_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or not 2 <= size < self.n):
+            raise UsageError(f"[sweep] kid_subset_size must be an integer from 2 to n - 1 = "
+                             f"{self.n - 1} (below n, so KID's spread is a sampling spread), got "
+                             f"{size!r}")
+
+    def check_real(self, real_count: int, heldout_count: int | None) -> None:
+        """UsageError (before any training) when the real sets are too small for this sweep."""
+        floor_count = heldout_count if heldout_count is not None else real_count
+        what = "held-out split" if heldout_count is not None else "real reference set"
+        if self.n > floor_count:
+            raise UsageError(f"[sweep] n = {self.n} is larger than the {what} ({floor_count} "
+                             f"images), so the real-vs-real floor cannot be measured at n; use "
+                             f"n <= {floor_count}")
+        if self.n > real_count:
+            raise UsageError(f"[sweep] n = {self.n} is larger than the real reference set "
+                             f"({real_count} images); use n <= {real_count}")
 
     def untrained_grid(self) -> tuple[int, ...]:
         if self.untrained_steps:
@@ -118,18 +156,18 @@ def cell_key(dataset: str, model: str, kind: str, sampler: str, steps: int | Non
 
 
 def score_rows(base: Mapping[str, Any], scores: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows for fid, kid_mean and kid_std of one scored set (units: dimensionless scores)."""
+    """Rows for fid, fid_inf, kid_mean and kid_std of one scored set (dimensionless scores)."""
     rows = []
     for metric, stat in SCORE_METRICS:
         rows.append({**base, "metric": metric, "value": float(scores[metric]), "unit": "score",
-                     "stat": stat, "method": "torch-fidelity", "status": "ok", "error": None})
+                     "stat": stat, "method": SCORE_METHOD, "status": "ok", "error": None})
     return rows
 
 
 def failed_rows(base: Mapping[str, Any], error: str) -> list[dict[str, Any]]:
     """One failed row per score metric, naming why."""
     return [{**base, "metric": metric, "value": None, "unit": "score", "stat": stat,
-             "method": "torch-fidelity", "status": "failed", "error": error}
+             "method": SCORE_METHOD, "status": "failed", "error": error}
             for metric, stat in SCORE_METRICS]
 
 
@@ -176,10 +214,13 @@ def save_grid_images(path: Path, images: torch.Tensor, count: int) -> Path:
 
 
 def grid_file(samples_dir: Path, dataset: str, model: str, kind: str, sampler: str,
-              steps: int | None, seed: int | None) -> Path:
+              steps: int | None, seed: int | None, train_seed: int | None = None) -> Path:
     """Where a cell's grid images are kept (named as before the one key scheme, so committed
-    samples stay readable; a user's model name made file-safe)."""
+    samples stay readable; a user's model name made file-safe; `__train<seed>` last when the
+    model was trained several times)."""
     parts = ("quality", dataset, safe_name(model), kind, sampler, f"s{steps}", f"seed{seed}")
+    if train_seed is not None:
+        parts = (*parts, f"train{train_seed}")
     return Path(samples_dir) / ("__".join(parts) + ".npz")
 
 
@@ -201,6 +242,23 @@ class SweepContext:
     samples_dir: Path
     data_root: str | None = None
     dist: DistContext = field(default_factory=DistContext)
+    heldout: Any = None
+    """The dataset's held-out split at the sampling resolution (None: it has none)."""
+    _reference: Any = None
+
+    def features(self, images: Any, settings: SweepSettings):
+        """Features of images (a uint8 tensor or a dataset) from the sweep's extractor."""
+        from bench.quality.scoring import extract_features
+
+        return extract_features(images, extractor=settings.extractor,
+                                weights_path=settings.weights_path, cache_dir=settings.cache_dir,
+                                device=str(self.dist.device), data_root=self.data_root)
+
+    def reference_features(self, settings: SweepSettings):
+        """Features of the whole real reference set, computed once."""
+        if self._reference is None:
+            self._reference = self.features(self.real, settings)
+        return self._reference
 
 
 def _done(ctx: SweepContext) -> set[str]:
@@ -210,29 +268,34 @@ def _done(ctx: SweepContext) -> set[str]:
 
 def _score(images: torch.Tensor, ctx: SweepContext, settings: SweepSettings, seed: int,
            base: dict[str, Any]) -> list[dict[str, Any]]:
-    from bench.quality.scoring import score
+    from bench.quality.statistics import score_features
 
     try:
-        scores = score(images, ctx.real, extractor=settings.extractor,
-                       weights_path=settings.weights_path, kid_subset_size=settings.kid_subset_size,
-                       seed=seed, cache_real_key=f"{ctx.dataset}-c{ctx.shape[0]}",
-                       cache_dir=settings.cache_dir, device=str(ctx.dist.device),
-                       data_root=ctx.data_root)
+        scores = score_features(ctx.features(images, settings), ctx.reference_features(settings),
+                                kid_subset_size=settings.kid_subset_size,
+                                kid_subsets=settings.kid_subsets, seed=seed)
     except UsageError as error:
         return failed_rows(base, str(error))
-    return score_rows(base, scores)
+    rows = score_rows(base, scores.values())
+    for row in rows:  # what a KID value means depends on its subset size: say it
+        if row["metric"].startswith("kid"):
+            row["method"] = (f"{SCORE_METHOD}; {scores.kid.subsets} subsets of "
+                             f"{scores.kid.subset_size}")
+    return rows
 
 
 def score_real_reference(settings: SweepSettings, ctx: SweepContext) -> None:
-    """Score `n` real images (drawn with each seed) against the reference: the floor at this n."""
+    """Score `n` real images (drawn with each seed) against the reference: the floor at this n.
+    They come from the held-out split when there is one, else from the reference itself."""
     done = _done(ctx)
+    source = ctx.heldout if ctx.heldout is not None else ctx.real
     for seed in settings.seeds:
         cell = cell_key(ctx.dataset, REAL_DATA, "data", "none", None, seed)
         if cell in done or not ctx.dist.is_main:
             continue
-        count = min(settings.n, len(ctx.real))
-        order = torch.randperm(len(ctx.real), generator=torch.Generator().manual_seed(seed))
-        images = torch.stack([_image(ctx.real[int(i)]) for i in order[:count]])
+        count = min(settings.n, len(source))
+        order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))
+        images = torch.stack([_image(source[int(i)]) for i in order[:count]])
         base = {**ctx.base_row, "model": REAL_DATA, "checkpoint": "data", "sampler": "none",
                 "steps": None, "seed": seed, "n": count, "feature_extractor": settings.extractor,
                 "cell": cell}
@@ -240,22 +303,53 @@ def score_real_reference(settings: SweepSettings, ctx: SweepContext) -> None:
     ctx.dist.barrier()
 
 
+def record_extractor(settings: SweepSettings, ctx: SweepContext) -> None:
+    """A classifier extractor's held-out accuracy, once per run: how good the features are."""
+    from bench.quality.features import CLASSIFIER_EXTRACTORS, load_classifier, resolve_weights
+
+    cell = cell_key(ctx.dataset, settings.extractor, "extractor", "none", None, None)
+    if settings.extractor not in CLASSIFIER_EXTRACTORS or not ctx.dist.is_main:
+        return
+    if cell in ctx.store.done_cells():
+        return
+    path = resolve_weights(settings.extractor, settings.weights_path, cache_dir=settings.cache_dir,
+                           data_root=ctx.data_root)
+    _, meta = load_classifier(path)
+    from bench.data import dataset_info
+
+    heldout = dataset_info(meta["dataset"]).heldout
+    held = heldout if heldout else f"a seeded 20 % split of {meta['dataset']}"
+    ctx.store.add([{**ctx.base_row, "model": settings.extractor, "metric": "classifier_accuracy",
+                    "value": float(meta["accuracy"]), "unit": "fraction", "stat": "value",
+                    "n": int(meta["n_test"]), "checkpoint": path.name, "cell": cell,
+                    "feature_extractor": settings.extractor, "status": "ok", "error": None,
+                    "method": f"bench.quality.features: accuracy on {held}; trained on "
+                              f"{meta['n_train']} images of {meta['dataset']} at "
+                              f"{meta['input_size']} px"}])
+
+
 def _image(item: Any) -> torch.Tensor:
     return item[0] if isinstance(item, tuple | list) else item
 
 
+def _entry_row(entry: SweepEntry, ctx: SweepContext, **columns: Any) -> dict[str, Any]:
+    return {**ctx.base_row, **entry.extra, "model": entry.model_name, "checkpoint": entry.label,
+            **columns}
+
+
 def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                 progress: bool = True) -> None:
-    """Every (sampler, steps, seed) cell of one denoiser; then, for a trained one, the time per
-    sample at each step count."""
+    """Every (sampler, steps, seed) cell of one denoiser."""
     done = _done(ctx)
     device = ctx.dist.device
+    train_seed = entry.extra.get("train_seed")
     entry.model.to(device).eval()
     entry.diffusion.to(device)
     for sampler in entry.samplers:
         for steps in entry.steps:
             for seed in entry.seeds:
-                cell = cell_key(ctx.dataset, entry.model_name, entry.kind, sampler, steps, seed)
+                cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, sampler, steps,
+                                        seed, train_seed=train_seed)
                 if cell in done:
                     continue
                 started = time.perf_counter()
@@ -264,10 +358,8 @@ def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                                   device=device, dist=ctx.dist)
                 wall = time.perf_counter() - started
                 if ctx.dist.is_main:
-                    base = {**ctx.base_row, **entry.extra, "model": entry.model_name,
-                            "checkpoint": entry.label, "sampler": sampler, "steps": steps,
-                            "seed": seed, "n": settings.n, "feature_extractor": settings.extractor,
-                            "cell": cell}
+                    base = _entry_row(entry, ctx, sampler=sampler, steps=steps, seed=seed,
+                                      n=settings.n, feature_extractor=settings.extractor, cell=cell)
                     rows = _score(images, ctx, settings, seed, base)
                     rows.append({**base, "metric": SWEEP_WALL_PER_IMAGE, "value": wall / settings.n,
                                  "unit": "s", "stat": "wall_per_sample",
@@ -276,17 +368,38 @@ def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                                  "status": "ok", "error": None})
                     if seed == entry.seeds[0]:
                         save_grid_images(grid_file(ctx.samples_dir, ctx.dataset, entry.model_name,
-                                                   entry.kind, sampler, steps, seed),
+                                                   entry.kind, sampler, steps, seed, train_seed),
                                          images, settings.grid)
                     ctx.store.add(rows)
                     if progress:
                         fid = next(r["value"] for r in rows if r["metric"] == "fid")
-                        print(f"  {entry.model_name} [{entry.label}] {sampler} {steps:>4} steps "
-                              f"seed {seed}: fid {fid if fid is None else round(fid, 3)} "
-                              f"({wall:.1f} s)", flush=True)
+                        trained = "" if train_seed is None else f" training {train_seed}"
+                        print(f"  {entry.model_name} [{entry.label}]{trained} {sampler} "
+                              f"{steps:>4} steps seed {seed}: fd {fid if fid is None else round(fid, 3)}"
+                              f" ({wall:.1f} s)", flush=True)
                 ctx.dist.barrier()
-    if entry.timed and entry.trained:
-        time_entry(entry, settings, ctx, done)
+
+
+def likelihood_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
+                     progress: bool = True) -> None:
+    """Held-out bits/dim and per-band denoising error of one trained denoiser (rank 0)."""
+    from bench.quality.likelihood import likelihood_rows
+
+    train_seed = entry.extra.get("train_seed")
+    cell = likelihood_cell_key(ctx.dataset, entry.model_name, train_seed)
+    if ctx.dist.is_main and cell not in ctx.store.done_cells():
+        started = time.perf_counter()
+        base = _entry_row(entry, ctx, cell=cell)
+        rows = likelihood_rows(entry.model, entry.diffusion, ctx.heldout, base,
+                               timesteps=settings.likelihood_timesteps,
+                               images=settings.likelihood_images, seed=0,
+                               batch=settings.chunk, device=ctx.dist.device)
+        ctx.store.add(rows)
+        if progress:
+            bpd = next(r["value"] for r in rows if r["metric"] == "bits_per_dim")
+            print(f"  {entry.model_name} [{entry.label}] held-out bits/dim {bpd:.4f} "
+                  f"({time.perf_counter() - started:.1f} s)", flush=True)
+    ctx.dist.barrier()
 
 
 def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
@@ -306,10 +419,9 @@ def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                     entry.model, steps=steps, batch=1, channels=ctx.shape[0],
                     resolution=ctx.shape[1], sampler=sampler, device=str(ctx.dist.device),
                     repeats=settings.time_repeats, diffusion=entry.diffusion)
-                base = {**ctx.base_row, **entry.extra, "model": entry.model_name,
-                        "checkpoint": entry.label, "sampler": sampler, "steps": steps,
-                        "batch_size": 1, "threads": timing.threads, "cell": cell,
-                        "method": "bench.measure.sampling.time_per_sample", "status": "ok"}
+                base = _entry_row(entry, ctx, sampler=sampler, steps=steps, batch_size=1,
+                                  threads=timing.threads, cell=cell, status="ok",
+                                  method="bench.measure.sampling.time_per_sample")
                 ctx.store.add([
                     {**base, "metric": "time_per_sample_s", "value": timing.median_s, "unit": "s",
                      "stat": "median", "n": timing.n},
@@ -321,7 +433,17 @@ def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
 
 def run_sweep(entries: Sequence[SweepEntry], settings: SweepSettings, ctx: SweepContext,
               progress: bool = True) -> None:
-    """The real-data floor, then every entry's cells."""
+    """The real-data floor, every entry's cells, the held-out likelihood of the trained ones,
+    and last the time per sample (the timed part, at the end of the run)."""
+    record_extractor(settings, ctx)
     score_real_reference(settings, ctx)
     for entry in entries:
         sweep_entry(entry, settings, ctx, progress)
+    if ctx.heldout is not None:
+        for entry in entries:
+            if entry.trained:
+                likelihood_entry(entry, settings, ctx, progress)
+    done = _done(ctx)
+    for entry in entries:
+        if entry.timed and entry.trained:
+            time_entry(entry, settings, ctx, done)

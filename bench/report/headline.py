@@ -81,6 +81,38 @@ def _latency_cell(latency: pd.DataFrame, model: str) -> str:
 
 def quality_headline(results: Results) -> str:
     """Table 1's rows: each model and sampler's best score and the steps it takes."""
+    from bench.report.quality import several_trainings
+
+    if several_trainings(results.ok):
+        return _trainings_headline(results)
+    return _one_training_headline(results)
+
+
+def _trainings_headline(results: Results) -> str:
+    """Table 1 across trainings: best FD at n ± 95 % CI half-width across the training seeds."""
+    from bench.quality.features import score_label
+    from bench.report.quality import table1_seeds_data
+
+    table = table1_seeds_data(results.ok)
+    if table.empty:
+        return "no trained model was scored in this run"
+    out = []
+    for (dataset, extractor), section in table.groupby(["dataset", "feature_extractor"], sort=False):
+        rows = [[r["model"], r["sampler"], f"{fmt(r['best'], 3)} ± {fmt(r['best_half'], 2)}",
+                 fmt_int(r["steps_best"]),
+                 f"{fmt_int(r['steps_within'])} [{fmt_int(r['steps_within_min'])}, "
+                 f"{fmt_int(r['steps_within_max'])}]"]
+                for r in section.to_dict("records")]
+        count = int(section["trainings"].max())
+        out += [f"Table 1, {dataset}: {score_label('fid', extractor)} at n (± is the 95 % Student-t "
+                f"CI half-width across {count} training seeds):",
+                markdown_table(["model", "sampler", "best", "steps at best",
+                                "fewest steps within 5 % (median [range] over trainings)"], rows,
+                               align_left=2)]
+    return "\n".join(out)
+
+
+def _one_training_headline(results: Results) -> str:
     from bench.quality.features import score_label
     from bench.report.quality import table1_data
 

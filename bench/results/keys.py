@@ -55,15 +55,27 @@ def migrate_cell_key(key: object) -> object:
     return key
 
 
+def _trained_with(train_seed: int | None) -> tuple[str, ...]:
+    """The key part naming a training seed; none for profiles that train each model once."""
+    return () if train_seed is None else (f"train{train_seed}",)
+
+
 def quality_cell_key(dataset: str, model: str, kind: str, sampler: str, steps: int | None,
-                     seed: int | None, *, timing: bool = False) -> str:
+                     seed: int | None, *, timing: bool = False,
+                     train_seed: int | None = None) -> str:
     """A quality-sweep cell: one (dataset, model, checkpoint kind, sampler, steps, seed) set of
-    images (`timing`: its time-per-sample measurement)."""
+    images (`timing`: its time-per-sample measurement); `train_seed` names which of several
+    trainings of the model was sampled."""
     group = "time_per_sample_s" if timing else "quality"
     return cell_key(group, model, batch=1 if timing else None, steps=steps,
-                    extra=(dataset, kind, sampler, f"seed{seed}"))
+                    extra=(dataset, kind, sampler, f"seed{seed}", *_trained_with(train_seed)))
 
 
-def train_cell_key(dataset: str, model: str) -> str:
+def train_cell_key(dataset: str, model: str, train_seed: int | None = None) -> str:
     """The rows of training one model on one dataset (loss, steps, time, params)."""
-    return cell_key("train", model, extra=(dataset,))
+    return cell_key("train", model, extra=(dataset, *_trained_with(train_seed)))
+
+
+def likelihood_cell_key(dataset: str, model: str, train_seed: int | None = None) -> str:
+    """The held-out bits/dim and per-band denoising error of one trained model."""
+    return cell_key("likelihood", model, extra=(dataset, *_trained_with(train_seed)))

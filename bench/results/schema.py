@@ -38,6 +38,10 @@ class Row(TypedDict, total=False):
     steps: int | None
     sampler: str | None
     seed: int | None
+    train_seed: int | None
+    """The training seed of the checkpoint scored (quality profiles with several trainings per model)."""
+    band: str | None
+    """The timestep band of a per-noise-level metric, e.g. "t100-199" (denoising error)."""
     dataset: str | None
     n: int | None
     feature_extractor: str | None

@@ -93,7 +93,7 @@ def validate(config: TrainConfig) -> None:
     from bench.data import dataset_info
 
     info = dataset_info(config.dataset)  # an unknown dataset fails before anything is created
-    if config.dataset != "digits":
+    if info.needs_root:
         from bench.data.roots import resolve_root
 
         resolve_root(config.dataset, config.data_root, info.layout)  # so does a missing data path
