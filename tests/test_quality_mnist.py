@@ -157,9 +157,9 @@ def test_bits_per_dim_of_a_tiny_model_is_finite_positive_and_worse_than_the_orac
 def test_band_edges_cover_every_timestep_once():
     from bench.quality.likelihood import band_edges
 
-    edges = band_edges(999, 10)
+    edges = band_edges(1000, 10)
     covered = [t for first, last in edges for t in range(first, last + 1)]
-    assert covered == list(range(999))
+    assert covered == list(range(1000)) and edges[1] == (100, 199)
     with pytest.raises(UsageError, match="bands"):
         band_edges(999, 0)
 

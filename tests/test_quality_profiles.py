@@ -14,7 +14,8 @@ from bench.results.store import read_measurements
 def test_quality_profiles_are_files_in_the_one_profile_folder():
     from bench.profiles import PROFILE_DIR, profile_names
 
-    assert set(profile_names("quality")) == {"smoke", "digits", "paper-quality"}
+    assert set(profile_names("quality")) == {"smoke", "digits", "paper-quality", "mnist",
+                                             "mnist-paper"}
     assert not set(profile_names("quality")) & set(profile_names("matrix"))
     assert set(profile_names()) == {p.stem for p in PROFILE_DIR.glob("*.toml")}
     for name in profile_names("quality"):
@@ -37,17 +38,17 @@ def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
 
     monkeypatch.delenv("BENCH_QUALITY_DATASETS", raising=False)
     old = {
-        "smoke": QualityProfile(
+        "smoke": QualityProfile(  # since moved to mnist5k with two trainings per model
             name="smoke",
-            description="tiny unet and cunet-film on 32x32 digits, 30 training steps, 2x2 sweep",
-            datasets=("digits",), resolution=32, channels=1,
+            description="tiny unet and cunet-film on mnist5k, 2 trainings of 30 steps, 2x2 sweep",
+            datasets=("mnist5k",), resolution=32, channels=1, train_seeds=(0, 1),
             models=(ModelPlan("unet", {"width": 8, "attn_heads": 1, "attn_dim_head": 8}),
                     ModelPlan("cunet-film", {"width": 2, "attn_heads": 1, "attn_dim_head": 8})),
             train=TrainConfig(model="unet", steps=30, batch_size=16, lr=2e-3, ema_decay=0.9,
                               prediction="v", schedule="sigmoid", checkpoint_every=15, log_every=5,
                               progress=False),
             sweep=SweepSettings(steps=(2, 5), n=24, seeds=(0, 1), chunk=24, time_repeats=1, grid=16,
-                                untrained_steps=(5,)),
+                                untrained_steps=(5,), kid_subset_size=12, likelihood_images=64),
             threads=1, device="cpu"),
         "digits": QualityProfile(
             name="digits",
@@ -122,23 +123,36 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     trained = fid[fid["checkpoint"].str.startswith("checkpoints/")]
     sweep = profile.sweep
     assert len(trained) == (len(profile.models) * len(sweep.samplers) * len(sweep.steps)
-                            * len(sweep.seeds))
+                            * len(sweep.seeds) * len(profile.trainings()))
+    assert set(trained["train_seed"]) == {0, 1}
     assert set(trained["feature_extractor"]) == {"digits-classifier"}
     assert set(trained["n"]) == {sweep.n}
     assert len(fid[fid["checkpoint"] == "untrained"]) == len(profile.models)
-    assert len(fid[fid["model"] == "real-data"]) == len(sweep.seeds)
-    for metric in ("kid_mean", "kid_std", "sweep_wall_per_image_s", "time_per_sample_s", "train_loss"):
+    floor = fid[fid["model"] == "real-data"]
+    assert len(floor) == len(sweep.seeds) and (floor["value"] > 0).all()
+    for metric in ("fid_inf", "kid_mean", "kid_std", "sweep_wall_per_image_s", "time_per_sample_s",
+                   "train_loss", "bits_per_dim", "denoise_mse_x0", "classifier_accuracy"):
         assert (frame["metric"] == metric).any(), metric
+    kid = frame[frame["metric"].str.startswith("kid")]
+    assert kid["method"].str.contains("subsets of 12").all()  # below n, a real sampling spread
+    timed = frame[frame["metric"] == "time_per_sample_s"]
+    assert set(timed["train_seed"]) == {0}  # each model is timed once, on its first training
+    bits = frame[(frame["metric"] == "bits_per_dim") & (frame["stat"] == "mean")]
+    assert len(bits) == len(profile.models) * 2 and (bits["value"] > 0).all()
+    assert set(bits["n"]) == {64}
     assert (results / "environment.json").is_file()
     assert sorted(p.name for p in (results / "training").iterdir()) == [
-        "digits-cunet-film.csv", "digits-unet.csv"]
+        "mnist5k-cunet-film-train0.csv", "mnist5k-cunet-film-train1.csv",
+        "mnist5k-unet-train0.csv", "mnist5k-unet-train1.csv"]
 
     reports = write_quality_reports(results, tmp_path / "reports")
     names = {p.name for p in reports}
     assert {"table1.md", "table1.tex", "fid_vs_steps.png", "samples_unet.png",
-            "samples_cunet-film.png"} <= names
+            "samples_cunet-film.png", "comparisons.md", "likelihood.md",
+            "denoise_mse_vs_noise.png"} <= names
     table = (tmp_path / "reports" / "table1.md").read_text()
     assert "FID (digits-classifier features)" in table and "| best FID |" not in table
+    assert "across 2 training seeds" in table
 
     # Running again finds every cell finished: nothing is re-measured.
     rows = len(frame)
@@ -158,7 +172,9 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_smoke_profile_under_torchrun(tmp_path):
-    """Every rank calls run_quality_profile; training is DDP, sampling split, rank 0 writes."""
+    """Every rank calls run_quality_profile; the (model, training seed) units are dealt to the
+    ranks, each trains and scores its own alone, rank 0 merges the rows and times the models:
+    the same scores as one process."""
     import os
     import subprocess
     import sys
@@ -173,9 +189,22 @@ def test_smoke_profile_under_torchrun(tmp_path):
                            "--nproc_per_node", "2", str(script), str(tmp_path / "results")],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "[rank 1]" in done.stdout
     frame = read_measurements(tmp_path / "results")
     assert set(frame["status"]) == {"ok"}
-    assert (frame["metric"] == "fid").sum() == 2 * 2 * 2 * 2 + 2 + 2
+    assert (frame["metric"] == "fid").sum() == 2 * 2 * 2 * 2 * 2 + 2 + 2
+    assert not list((tmp_path / "results").glob(".measurements.rank*"))  # merged
+
+    alone = read_measurements(run_quality_profile("smoke", tmp_path / "alone"))
+    scores = ["fid", "fid_inf", "kid_mean", "bits_per_dim"]
+
+    def values(data):
+        data = data[data["metric"].isin(scores)]
+        return data.set_index("cell")[["metric", "stat", "value"]].sort_index()
+
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(values(frame), values(alone), check_exact=False, rtol=1e-5)
 
 
 def test_an_unknown_sampler_is_refused_before_anything_runs() -> None:

@@ -69,10 +69,17 @@ def execute(args: argparse.Namespace) -> int:
         ensure_writable_dir(reports, "--reports")
 
     if found.kind == "quality":
-        from bench.quality.profiles import get_profile, parse_quality, run_quality_profile, with_models
+        from bench.quality.profiles import (
+            check_device,
+            get_profile,
+            parse_quality,
+            run_quality_profile,
+            with_models,
+        )
 
         quality = get_profile(name) if args.config is None else parse_quality(found.raw, name,
                                                                                str(found.path))
+        check_device(quality)  # a GPU-only profile on a CPU machine: before any output exists
         if args.model:
             with_models(quality, args.model, model_args)  # checked before writing
         outputs_writable()

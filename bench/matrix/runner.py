@@ -26,7 +26,7 @@ from bench.matrix.spec import METRICS, MatrixSpec, validate_models
 from bench.measure.allocator import steady_allocator
 from bench.results.paths import ensure_writable_dir
 from bench.results.schema import context_row
-from bench.results.store import MeasurementStore
+from bench.results.store import MeasurementStore, merge_rank_files, rank_file_name
 from bench.train.distributed import DistContext, init_distributed
 
 ENVIRONMENT = "environment.json"
@@ -80,22 +80,6 @@ def _cells_of_changed_models(spec: MatrixSpec, store: MeasurementStore, keys: se
         & (stored != "")
     differs = ours & (stored != frame["model"].astype(str).map(now))
     return set(frame.loc[differs, "cell"].astype(str))
-
-
-def _rank_file(rank: int) -> str:
-    return f".measurements.rank{rank}.csv"
-
-
-def _merge_rank_files(out_dir: Path, store: MeasurementStore) -> None:
-    """Append every rank's rows to measurements.csv (atomically), then remove the rank files."""
-    parts = sorted(out_dir.glob(".measurements.rank*.csv"))
-    rows = []
-    for part in parts:
-        frame = MeasurementStore(out_dir, part.name).frame
-        rows += frame.to_dict("records")
-    store.add([{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows])
-    for part in parts:
-        part.unlink(missing_ok=True)  # a rank file whose every row was damaged is already gone
 
 
 def _device_index(cell: Cell) -> int | None:
@@ -182,7 +166,7 @@ def _recover_rank_files(ctx: DistContext, out_dir: Path) -> list[str]:
     notices: list[str] = []
     if ctx.is_main:
         opened = MeasurementStore(out_dir)  # also sets damaged rows aside (see MeasurementStore)
-        _merge_rank_files(out_dir, opened)
+        merge_rank_files(out_dir, opened)
         notices = opened.notices
     ctx.barrier()
     return notices
@@ -213,7 +197,7 @@ def _measure_cells(spec: MatrixSpec, cells: list[Cell], ctx: DistContext, out_di
                    store: MeasurementStore, env: dict[str, Any], *, progress: bool) -> int:
     """Measure `cells` one by one, appending each one's rows as soon as it is done; returns the
     number of failed rows. Under torchrun each rank appends to its own file (merged by rank 0)."""
-    sink = MeasurementStore(out_dir, _rank_file(ctx.rank)) if ctx.is_distributed else store
+    sink = MeasurementStore(out_dir, rank_file_name(ctx.rank)) if ctx.is_distributed else store
     failures = 0
     bar = tqdm(cells, desc=spec.name, unit="cell", disable=not progress or not ctx.is_main,
                dynamic_ncols=True)
@@ -242,7 +226,7 @@ def _gather_ranks(ctx: DistContext, out_dir: Path, store: MeasurementStore, fail
     ctx.barrier()
     failures = sum(ctx.all_gather_objects(failures))
     if ctx.is_main:
-        _merge_rank_files(out_dir, store)
+        merge_rank_files(out_dir, store)
     ctx.barrier()
     return failures
 

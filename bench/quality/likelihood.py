@@ -13,9 +13,9 @@ The bound, for x_0 in [-1, 1] quantised to 256 levels (D = C x H x W values):
 p(x_{t-1} | x_t) is the chain the suite's `ddpm` sampler draws from: mean from the model's
 predicted x_0 through the posterior coefficients, variance the posterior variance (beta-tilde;
 at t = 0 its clipped log, as in Ho et al.'s code). L_prior and L_0 are computed exactly for every
-image; the sum over t is estimated by stratified Monte Carlo: the T-1 steps are cut into `bands`
-equal bands (low to high noise) and one t is drawn uniformly in each, weighted by its band's size,
-an unbiased estimate per image. The reported standard error is over images of these per-image
+image; the sum over t is estimated by stratified Monte Carlo: the T steps are cut into `bands`
+equal bands (low to high noise) and one t >= 1 is drawn uniformly in each, weighted by the number
+of t >= 1 in its band, an unbiased estimate per image. The reported standard error is over images of these per-image
 estimates, so it includes the Monte Carlo noise of the timestep draw.
 
 The same forwards give the denoising error per band: mean squared error of the predicted x_0
@@ -67,9 +67,9 @@ class Likelihood:
 
 def band_edges(num_timesteps: int, bands: int) -> tuple[tuple[int, int], ...]:
     """`bands` contiguous bands of 0..T-1 of equal size, as (first, last) inclusive."""
-    if isinstance(bands, bool) or not isinstance(bands, int) or not 1 <= bands <= num_timesteps - 1:
-        raise UsageError(f"likelihood bands must be an integer from 1 to T - 1 = {num_timesteps - 1}, "
-                         f"got {bands!r}")
+    if isinstance(bands, bool) or not isinstance(bands, int) or not 1 <= bands <= num_timesteps // 2:
+        raise UsageError(f"likelihood bands must be an integer from 1 to T / 2 = {num_timesteps // 2} "
+                         f"(each band needs a t >= 1), got {bands!r}")
     cuts = np.linspace(0, num_timesteps, bands + 1).round().astype(int)
     return tuple((int(cuts[i]), int(cuts[i + 1]) - 1) for i in range(bands))
 
@@ -134,8 +134,7 @@ def evaluate(model: nn.Module, diffusion: nn.Module, images: Tensor, *, bands: i
     model = model.to(device).eval()
     diffusion = diffusion.to(device)
     steps = diffusion.num_timesteps
-    edges = band_edges(steps - 1, bands)  # bands of t = 1 .. T-1, shifted by one below
-    edges = tuple((first + 1, last + 1) for first, last in edges)
+    edges = band_edges(steps, bands)  # bands of t = 0 .. T-1; L_0 covers t = 0 exactly
     dims = images[0].numel()
     bits, mse_x0, mse_eps = [], [], []
     for index, start in enumerate(range(0, len(images), batch)):
@@ -150,7 +149,8 @@ def evaluate(model: nn.Module, diffusion: nn.Module, images: Tensor, *, bands: i
         log_var0 = _table(diffusion, "posterior_log_variance_clipped", zero, x0)
         nats = nats + discretized_gaussian_nll(x0, x0_hat, log_var0).flatten(1).sum(1)
         errors_x0, errors_eps = [], []
-        for first, last in edges:
+        for band_first, last in edges:
+            first = max(band_first, 1)  # the sum of KL terms runs over t >= 1
             t_cpu = torch.randint(first, last + 1, (n,), generator=generator)
             noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(device)
             t = t_cpu.to(device)
@@ -164,9 +164,7 @@ def evaluate(model: nn.Module, diffusion: nn.Module, images: Tensor, *, bands: i
         bits.append((nats / (dims * math.log(2.0))).cpu())
         mse_x0.append(torch.stack(errors_x0, 1).cpu())
         mse_eps.append(torch.stack(errors_eps, 1).cpu())
-    labels = tuple((first, last) for first, last in edges)
-    labels = ((0, labels[0][1]), *labels[1:])  # band 0 also holds t = 0 (its L_0 term)
-    return Likelihood(bits_per_dim=torch.cat(bits).numpy(), bands=labels,
+    return Likelihood(bits_per_dim=torch.cat(bits).numpy(), bands=edges,
                       mse_x0=torch.cat(mse_x0).numpy(), mse_eps=torch.cat(mse_eps).numpy())
 
 

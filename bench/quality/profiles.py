@@ -28,13 +28,22 @@ from bench.errors import UsageError
 from bench.files import atomic_write_text
 from bench.measure.workload import torch_threads
 from bench.profiles import load_profile, profile_names
-from bench.quality.sweep import SweepContext, SweepEntry, SweepSettings, run_sweep
+from bench.quality.sweep import (
+    UNTRAINED,
+    SweepContext,
+    SweepEntry,
+    SweepSettings,
+    record_extractor,
+    run_sweep,
+    score_real_reference,
+    time_entry,
+)
 from bench.results.keys import key_parts, train_cell_key
 from bench.results.paths import safe_name
 from bench.results.schema import context_row
-from bench.results.store import MeasurementStore
+from bench.results.store import MeasurementStore, RankStore, merge_rank_files
 from bench.train import TrainConfig, TrainingDiverged, train
-from bench.train.checkpoints import load_for_sampling
+from bench.train.checkpoints import latest_checkpoint, load_for_sampling
 from bench.train.distributed import DistContext, init_distributed
 from models import model_source
 
@@ -183,7 +192,7 @@ def _load_real(profile: QualityProfile, dataset: str):
                         channels=profile.channels, limit=profile.sweep.n_real)
 
 
-def _check_device(profile: QualityProfile) -> None:
+def check_device(profile: QualityProfile) -> None:
     """A profile that asks for CUDA on a machine without it: one line, before anything is done."""
     if str(profile.device).startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"profile {profile.name} needs a CUDA GPU (device = {profile.device!r}) and "
@@ -331,7 +340,7 @@ def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bo
     if models:
         profile = with_models(profile, models, model_args)
     out_dir = Path(out_dir)
-    _check_device(profile)
+    check_device(profile)
     reals = {dataset: _load_real(profile, dataset) for dataset in profile.datasets}
     heldouts = {dataset: _load_heldout(profile, dataset) for dataset in profile.datasets}
     for dataset in profile.datasets:  # n against the real sets, before anything is trained
@@ -364,45 +373,130 @@ def run_quality_profile(name: str | QualityProfile, out_dir: Path, *, resume: bo
     return out_dir
 
 
+@dataclass
+class _Shard:
+    """One torchrun rank's part of a quality run: (model, training seed) units dealt round-robin,
+    each trained and swept by this rank alone (`local`, a world of one: no DDP), its rows in its
+    own rank file (`store`), merged by rank 0 at `finish`. Without torchrun: everything, the
+    main store, no merge."""
+
+    dist: DistContext
+    local: DistContext
+    store: Any
+    out_dir: Path
+    main_store: MeasurementStore | None
+
+    @classmethod
+    def start(cls, dist: DistContext, out_dir: Path, store: MeasurementStore | None) -> _Shard:
+        if not dist.is_distributed:
+            return cls(dist, dist, store, out_dir, store)
+        if dist.is_main:  # rows a crashed run left in rank files count as finished
+            merge_rank_files(out_dir, store)
+        finished = dist.broadcast_object(store.done_cells() if dist.is_main else None)
+        local = DistContext(rank=0, world_size=1, local_rank=dist.local_rank, device=dist.device)
+        return cls(dist, local, RankStore(out_dir, dist.rank, finished), out_dir, store)
+
+    def mine(self, units: list[Any]) -> list[Any]:
+        return units[self.dist.rank::self.dist.world_size]
+
+    def say(self, text: str) -> None:
+        if self.dist.is_distributed:
+            print(f"[rank {self.dist.rank}] {text}", flush=True)
+        elif self.dist.is_main:
+            print(text, flush=True)
+
+    def finish(self) -> None:
+        """Wait for every rank; rank 0 merges their rows into measurements.csv."""
+        if not self.dist.is_distributed:
+            return
+        self.dist.barrier()
+        if self.dist.is_main:
+            merge_rank_files(self.out_dir, self.main_store)
+        self.dist.barrier()
+
+
+def _sweep_entries(profile: QualityProfile, plan: ModelPlan, checkpoint: Path, out_dir: Path,
+                   device: torch.device, train_seed: int | None, sweep: SweepSettings,
+                   reference: bool) -> list[SweepEntry]:
+    """The trained checkpoint as a sweep entry (timed if it is the model's first training) and,
+    with `reference`, the architecture's untrained reference."""
+    model, diffusion, meta = load_for_sampling(checkpoint, device)
+    source = model_source(plan.name, plan.overrides).with_channels(meta["spec"]["channels"])
+    solver, solver_steps, backend = source.solver()
+    columns = {"solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
+               "config": json.dumps(meta["spec"].get("model_config"), sort_keys=True, default=str),
+               "train_seed": train_seed}
+    first = train_seed == profile.trainings()[0]
+    entries = [SweepEntry(plan.name, model, diffusion, _relative(checkpoint, out_dir), sweep.steps,
+                          sweep.samplers, sweep.seeds, timed=first, extra=columns)]
+    if reference:  # the untrained reference: once per architecture
+        untrained, untrained_diffusion = _untrained(meta, profile.train.seed)
+        entries.append(SweepEntry(plan.name, untrained, untrained_diffusion, UNTRAINED,
+                                  sweep.untrained_grid(), ("ddim",), sweep.untrained_seeds,
+                                  timed=False, extra={**columns, "train_seed": None}))
+    return entries
+
+
 def _run_dataset(profile: QualityProfile, dataset: str, real: Any, sweep: SweepSettings,
                  out_dir: Path, store: MeasurementStore | None, dist: DistContext,
                  context: dict[str, Any], train_only: bool = False, heldout: Any = None) -> None:
+    """Train every (model, training seed) unit, sweep and score them, then time the models.
+
+    Under torchrun the units are dealt to the ranks (`_Shard`); rank 0 also scores the real-data
+    floor, and times every model alone once all ranks are done (ranks of one machine would share
+    its cores)."""
     shape = tuple(real[0][0].shape)
     base = _base_row(profile, dataset, shape, dist, context)
-    entries: list[SweepEntry] = []
     trainings = profile.trainings()
     # every model's first training before any model's second: a run cut short still compares them
-    for train_seed in trainings:
-        for plan in profile.models:
-            if dist.is_main:
-                seed_note = "" if train_seed is None else f" (training seed {train_seed})"
-                print(f"[{profile.name}] training {plan.name} on {dataset}{seed_note}", flush=True)
-            result = _train_model(profile, plan, dataset, out_dir, store, base, dist, train_seed)
-            if result is None or train_only:
-                continue
-            model, diffusion, meta = load_for_sampling(result.checkpoint, dist.device)
-            source = model_source(plan.name, plan.overrides).with_channels(meta["spec"]["channels"])
-            solver, solver_steps, backend = source.solver()
-            columns = {"solver": solver, "solver_steps": solver_steps, "solver_backend": backend,
-                       "config": json.dumps(meta["spec"].get("model_config"), sort_keys=True,
-                                            default=str),
-                       "train_seed": train_seed}
-            label = _relative(result.checkpoint, out_dir)
-            first = train_seed == trainings[0]
-            entries.append(SweepEntry(plan.name, model, diffusion, label, sweep.steps,
-                                      sweep.samplers, sweep.seeds, timed=first, extra=columns))
-            if first:  # the untrained reference: once per architecture
-                reference, reference_diffusion = _untrained(meta, profile.train.seed)
-                entries.append(SweepEntry(plan.name, reference, reference_diffusion, "untrained",
-                                          sweep.untrained_grid(), ("ddim",), sweep.untrained_seeds,
-                                          timed=False, extra={**columns, "train_seed": None}))
+    units = [(train_seed, plan) for train_seed in trainings for plan in profile.models]
+    shard = _Shard.start(dist, out_dir, store)
+    entries: list[SweepEntry] = []
+    for train_seed, plan in shard.mine(units):
+        seed_note = "" if train_seed is None else f" (training seed {train_seed})"
+        shard.say(f"[{profile.name}] training {plan.name} on {dataset}{seed_note}")
+        result = _train_model(profile, plan, dataset, out_dir, shard.store, base, shard.local,
+                              train_seed)
+        if result is not None and not train_only:
+            entries += _sweep_entries(profile, plan, result.checkpoint, out_dir, dist.device,
+                                      train_seed, sweep, reference=train_seed == trainings[0])
     if train_only:
+        shard.finish()
         return
     # Untrained references first: they are cheap, and show at once what training must beat.
     entries.sort(key=lambda entry: entry.trained)
-    ctx = SweepContext(dataset=dataset, real=real, shape=shape, store=store, base_row=base,
-                       samples_dir=out_dir / "samples", dist=dist, heldout=heldout)
+    ctx = SweepContext(dataset=dataset, real=real, shape=shape, store=shard.store, base_row=base,
+                       samples_dir=out_dir / "samples", dist=shard.local, heldout=heldout)
     if dist.is_main:
         print(f"[{profile.name}] sweeping {dataset}: steps {list(sweep.steps)}, samplers "
               f"{list(sweep.samplers)}, n={sweep.n}, seeds {list(sweep.seeds)}", flush=True)
-    run_sweep(entries, sweep, ctx)
+        record_extractor(sweep, ctx)  # trains a classifier extractor once, before the ranks use it
+        score_real_reference(sweep, ctx)
+    dist.barrier()
+    run_sweep(entries, sweep, ctx, references=False, timing=False)
+    shard.finish()
+    _time_models(profile, dataset, units, entries, sweep, out_dir, store, dist, base, real, shape)
+
+
+def _time_models(profile: QualityProfile, dataset: str, units: list[Any],
+                 entries: list[SweepEntry], sweep: SweepSettings, out_dir: Path,
+                 store: MeasurementStore | None, dist: DistContext, base: dict[str, Any],
+                 real: Any, shape: tuple[int, ...]) -> None:
+    """Rank 0 times each model's first training (loading those another rank trained)."""
+    if dist.is_main:
+        timed = {entry.model_name: entry for entry in entries if entry.timed and entry.trained}
+        first = profile.trainings()[0]
+        for train_seed, plan in units:
+            if train_seed != first or plan.name in timed:
+                continue
+            checkpoint = latest_checkpoint(out_dir / "checkpoints"
+                                           / training_name(dataset, plan.name, train_seed))
+            if checkpoint is not None:  # None: its training diverged (a failed row says so)
+                timed[plan.name] = _sweep_entries(profile, plan, checkpoint, out_dir, dist.device,
+                                                  train_seed, sweep, reference=False)[0]
+        ctx = SweepContext(dataset=dataset, real=real, shape=shape, store=store, base_row=base,
+                           samples_dir=out_dir / "samples", dist=DistContext(device=dist.device))
+        done = store.done_cells()
+        for entry in timed.values():
+            time_entry(entry, sweep, ctx, done)
+    dist.barrier()

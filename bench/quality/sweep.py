@@ -432,17 +432,20 @@ def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
 
 
 def run_sweep(entries: Sequence[SweepEntry], settings: SweepSettings, ctx: SweepContext,
-              progress: bool = True) -> None:
-    """The real-data floor, every entry's cells, the held-out likelihood of the trained ones,
-    and last the time per sample (the timed part, at the end of the run)."""
-    record_extractor(settings, ctx)
-    score_real_reference(settings, ctx)
+              progress: bool = True, *, references: bool = True, timing: bool = True) -> None:
+    """The extractor's accuracy and the real-data floor (`references`), every entry's cells, the
+    held-out likelihood of the trained ones, and last (`timing`) the time per sample."""
+    if references:
+        record_extractor(settings, ctx)
+        score_real_reference(settings, ctx)
     for entry in entries:
         sweep_entry(entry, settings, ctx, progress)
     if ctx.heldout is not None:
         for entry in entries:
             if entry.trained:
                 likelihood_entry(entry, settings, ctx, progress)
+    if not timing:
+        return
     done = _done(ctx)
     for entry in entries:
         if entry.timed and entry.trained:

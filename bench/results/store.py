@@ -122,3 +122,69 @@ class MeasurementStore:
             self.path.unlink(missing_ok=True)
             return
         atomic_write_text(self.path, self.frame.to_csv(index=False, columns=COLUMNS))
+
+
+# ----------------------------------------------------------------------------- torchrun ranks
+
+
+def rank_file_name(rank: int) -> str:
+    """The file a torchrun rank appends its rows to, merged into measurements.csv by rank 0."""
+    return f".measurements.rank{rank}.csv"
+
+
+DROPPED_SUFFIX = ".dropped"
+"""Beside a rank file: the cells of measurements.csv that rank found stale (one key per line)."""
+
+
+def merge_rank_files(out_dir: Path, store: MeasurementStore) -> None:
+    """Drop the cells ranks found stale, append every rank's rows to measurements.csv
+    (atomically), then remove the rank files."""
+    out_dir = Path(out_dir)
+    stale = sorted(out_dir.glob(f".measurements.rank*.csv{DROPPED_SUFFIX}"))
+    for part in stale:
+        store.drop_cells(line for line in part.read_text(encoding="utf-8").splitlines() if line)
+    if stale:
+        store.save()
+    parts = sorted(out_dir.glob(".measurements.rank*.csv"))
+    rows = []
+    for part in parts:
+        rows += MeasurementStore(out_dir, part.name).frame.to_dict("records")
+    store.add([{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+               for r in rows])
+    for part in [*parts, *stale]:
+        part.unlink(missing_ok=True)  # a rank file whose every row was damaged is already gone
+
+
+class RankStore:
+    """What one torchrun rank writes: its own rank file, on top of what measurements.csv held
+    when the ranks started (read-only for them; rank 0 merges everything at `merge_rank_files`).
+
+    Cells of measurements.csv the rank finds stale (`drop_cells`) are written, at once, to a file
+    beside its rank file, so a crash before the merge cannot leave them looking finished."""
+
+    def __init__(self, directory: Path, rank: int, finished: Iterable[str]) -> None:
+        self.sink = MeasurementStore(directory, rank_file_name(rank))
+        self.finished = set(finished)
+        self.dropped: set[str] = set()
+        self.dropped_path = self.sink.path.with_name(self.sink.path.name + DROPPED_SUFFIX)
+
+    @property
+    def notices(self) -> list[str]:
+        return self.sink.notices
+
+    def done_cells(self) -> set[str]:
+        return (self.finished - self.dropped) | self.sink.done_cells()
+
+    def drop_cells(self, cells: Iterable[str]) -> None:
+        cells = set(cells)
+        stale = cells & self.finished
+        if stale - self.dropped:
+            self.dropped |= stale
+            atomic_write_text(self.dropped_path, "".join(f"{c}\n" for c in sorted(self.dropped)))
+        self.sink.drop_cells(cells)
+
+    def add(self, rows: Iterable[Mapping[str, object]]) -> None:
+        self.sink.add(rows)
+
+    def save(self) -> None:
+        self.sink.save()
