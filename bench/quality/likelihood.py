@@ -15,8 +15,8 @@ predicted x_0 through the posterior coefficients, variance the posterior varianc
 at t = 0 its clipped log, as in Ho et al.'s code). L_prior and L_0 are computed exactly for every
 image; the sum over t is estimated by stratified Monte Carlo: the T steps are cut into `bands`
 equal bands (low to high noise) and one t >= 1 is drawn uniformly in each, weighted by the number
-of t >= 1 in its band, an unbiased estimate per image. The reported standard error is over images of these per-image
-estimates, so it includes the Monte Carlo noise of the timestep draw.
+of t >= 1 in its band, an unbiased estimate per image. The reported standard error is over images
+of these per-image estimates, so it includes the Monte Carlo noise of the timestep draw.
 
 The same forwards give the denoising error per band: mean squared error of the predicted x_0
 and of the predicted noise, against the truth, on the held-out images.
