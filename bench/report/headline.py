@@ -80,56 +80,44 @@ def _latency_cell(latency: pd.DataFrame, model: str) -> str:
 
 
 def quality_headline(results: Results) -> str:
-    """Table 1's rows: each model and sampler's best score and the steps it takes."""
-    from bench.report.quality import several_trainings
+    """Table 1's rows: each model and sampler's best score and the steps it takes; with several
+    trainings per model, the ± is a confidence interval across them."""
+    from bench.report.quality import several_trainings, table1_data, table1_seeds_data
 
     if several_trainings(results.ok):
-        return _trainings_headline(results)
-    return _one_training_headline(results)
-
-
-def _trainings_headline(results: Results) -> str:
-    """Table 1 across trainings: best FD at n ± 95 % CI half-width across the training seeds."""
-    from bench.quality.features import score_label
-    from bench.report.quality import table1_seeds_data
-
-    table = table1_seeds_data(results.ok)
+        table = table1_seeds_data(results.ok)
+        spread, within = "best_half", "fewest steps within 5 % (median [range] over trainings)"
+    else:
+        table = table1_data(results.ok)
+        spread, within = "best_std", "fewest steps within 5 %"
     if table.empty:
         return "no trained model was scored in this run"
     out = []
     for (dataset, extractor), section in table.groupby(["dataset", "feature_extractor"], sort=False):
-        rows = [[r["model"], r["sampler"], f"{fmt(r['best'], 3)} ± {fmt(r['best_half'], 2)}",
-                 fmt_int(r["steps_best"]),
-                 f"{fmt_int(r['steps_within'])} [{fmt_int(r['steps_within_min'])}, "
-                 f"{fmt_int(r['steps_within_max'])}]"]
-                for r in section.to_dict("records")]
-        count = int(section["trainings"].max())
-        out += [f"Table 1, {dataset}: {score_label('fid', extractor)} at n (± is the 95 % Student-t "
-                f"CI half-width across {count} training seeds):",
-                markdown_table(["model", "sampler", "best", "steps at best",
-                                "fewest steps within 5 % (median [range] over trainings)"], rows,
+        rows = [[r["model"], r["sampler"], f"{fmt(r['best'], 3)} ± {fmt(r[spread], 2)}",
+                 fmt_int(r["steps_best"]), _within(r)] for r in section.to_dict("records")]
+        out += [f"Table 1, {dataset}: {_what_the_spread_is(section, extractor)}:",
+                markdown_table(["model", "sampler", "best", "steps at best", within], rows,
                                align_left=2)]
     return "\n".join(out)
 
 
-def _one_training_headline(results: Results) -> str:
-    from bench.quality.features import score_label
-    from bench.report.quality import table1_data
+def _within(record: dict) -> str:
+    text = fmt_int(record["steps_within"])
+    if "steps_within_min" in record:
+        text += f" [{fmt_int(record['steps_within_min'])}, {fmt_int(record['steps_within_max'])}]"
+    return text
 
-    table = table1_data(results.ok)
-    if table.empty:
-        return "no trained model was scored in this run"
-    out = []
-    for (dataset, extractor), section in table.groupby(["dataset", "feature_extractor"], sort=False):
-        rows = [[r["model"], r["sampler"], f"{fmt(r['best'], 3)} ± {fmt(r['best_std'], 2)}",
-                 fmt_int(r["steps_best"]), fmt_int(r["steps_within"])]
-                for r in section.to_dict("records")]
-        seeds = int(section["seeds"].max())
-        out += [f"Table 1, {dataset}: {score_label('fid', extractor)} (± is the standard "
-                f"deviation over {seeds} sampling seed(s) of one trained model):",
-                markdown_table(["model", "sampler", "best", "steps at best",
-                                "fewest steps within 5 %"], rows, align_left=2)]
-    return "\n".join(out)
+
+def _what_the_spread_is(section: pd.DataFrame, extractor: str) -> str:
+    from bench.quality.features import score_label
+
+    label = score_label("fid", extractor)
+    if "trainings" in section:
+        return (f"{label} at n (± is the 95 % Student-t CI half-width across "
+                f"{int(section['trainings'].max())} training seeds)")
+    return (f"{label} (± is the standard deviation over {int(section['seeds'].max())} sampling "
+            "seed(s) of one trained model)")
 
 
 def headline(results_dir: Path) -> str:

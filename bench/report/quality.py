@@ -151,13 +151,7 @@ def table1_data(ok: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
             "paper_steps": paper["steps"] if paper is not None else math.nan,
             "paper_time_s": paper["time_s"] if paper is not None else math.nan,
         })
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        return table
-    order = {m: i for i, m in enumerate(ordered_models(table["model"]))}
-    table["_order"] = table["model"].map(order)
-    return table.sort_values(["dataset", "feature_extractor", "_order", "sampler"]).drop(
-        columns="_order").reset_index(drop=True)
+    return _table_in_model_order(records)
 
 
 def real_floor(ok: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
@@ -238,17 +232,27 @@ def _notes(section: pd.DataFrame, floor: pd.DataFrame, ok: pd.DataFrame, dataset
     notes.append(f"'Fewest steps within 5 %': the fewest steps whose mean {label} is at most "
                  "5 % above the minimum. Untrained: the same architecture at its seeded "
                  "initialisation (lowest score over the steps tried).")
+    notes += _timing_and_features_notes(ok, dataset, extractor, label, "")
+    notes += _paper_notes(dataset)
+    return notes
+
+
+def _timing_and_features_notes(ok: pd.DataFrame, dataset: str, extractor: str, label: str,
+                               whose: str) -> list[str]:
+    """What s/sample is (device, threads) and what the features are (a classifier's: not
+    comparable with published FIDs; its held-out accuracy)."""
+    notes = []
     timing = ok[(ok["metric"] == "time_per_sample_s") & (ok["dataset"] == dataset)]
     if not timing.empty:
         devices = ", ".join(sorted(set(timing["device"].astype(str))))
         threads = ", ".join(sorted({_steps(t) for t in timing["threads"]}))
         notes.append(f"s/sample: median wall time of one whole sampling run for one image "
-                     f"(batch 1, bench.measure.sampling.time_per_sample) on {devices}, "
-                     f"{threads} thread(s).")
+                     f"(batch 1, bench.measure.sampling.time_per_sample){whose} on {devices}, "
+                     f"{threads} thread(s), the same machine for every model.")
     if extractor != "inception-v3-compat":
         notes.append(f"{label} uses a small classifier's features: not comparable with "
-                     "published (Inception) FIDs, only between the rows here.")
-    notes += _paper_notes(dataset)
+                     "published (Inception) FIDs, only between the rows here."
+                     + _accuracy_note(ok, extractor))
     return notes
 
 
@@ -600,6 +604,17 @@ def _seed_record(ok: pd.DataFrame, key: tuple, curve: pd.DataFrame, scores: pd.D
     return record
 
 
+def _table_in_model_order(records: list[dict[str, object]]) -> pd.DataFrame:
+    """Table 1's records as a frame, sorted by dataset, features, the paper's model order, sampler."""
+    table = pd.DataFrame.from_records(records)
+    if table.empty:
+        return table
+    order = {m: i for i, m in enumerate(ordered_models(table["model"]))}
+    table["_order"] = table["model"].map(order)
+    return table.sort_values(["dataset", "feature_extractor", "_order", "sampler"]).drop(
+        columns="_order").reset_index(drop=True)
+
+
 def table1_seeds_data(ok: pd.DataFrame) -> pd.DataFrame:
     """Table 1 across trainings: one row per trained (dataset, extractor, model, sampler).
 
@@ -617,13 +632,7 @@ def table1_seeds_data(ok: pd.DataFrame) -> pd.DataFrame:
     first = seeds[0] if seeds else None
     records = [_seed_record(ok, key, curve, scores, others, first)
                for key, curve in curves.groupby(SEED_KEYS, sort=False)]
-    table = pd.DataFrame.from_records(records)
-    if table.empty:
-        return table
-    order = {m: i for i, m in enumerate(ordered_models(table["model"]))}
-    table["_order"] = table["model"].map(order)
-    return table.sort_values(["dataset", "feature_extractor", "_order", "sampler"]).drop(
-        columns="_order").reset_index(drop=True)
+    return _table_in_model_order(records)
 
 
 def _difference_record(a: pd.Series, b: pd.Series) -> dict[str, object] | None:
@@ -761,17 +770,18 @@ def _seed_notes(section: pd.DataFrame, ok: pd.DataFrame, dataset: str, extractor
     untrained = _untrained_note(section, label)
     if untrained:
         notes.append(untrained)
-    timing = ok[(ok["metric"] == "time_per_sample_s") & (ok["dataset"] == dataset)]
-    if not timing.empty:
-        devices = ", ".join(sorted(set(timing["device"].astype(str))))
-        threads = ", ".join(sorted({_steps(t) for t in timing["threads"]}))
-        notes.append(f"s/sample: median wall time of one whole sampling run for one image (batch 1, "
-                     f"bench.measure.sampling.time_per_sample) of the first training, on {devices}, "
-                     f"{threads} thread(s), the same machine for every model.")
-    if extractor != "inception-v3-compat":
-        notes.append(f"{label} uses a small classifier's features: not comparable with published "
-                     "(Inception) FIDs, only between the rows here.")
+    notes += _timing_and_features_notes(ok, dataset, extractor, label, " of the first training")
     return notes + _paper_notes(dataset)
+
+
+def _accuracy_note(ok: pd.DataFrame, extractor: str) -> str:
+    """' Its accuracy on N held-out images: A %.' from the run's classifier_accuracy row."""
+    rows = ok[(ok["metric"] == "classifier_accuracy") & (ok["model"] == extractor)]
+    if rows.empty:
+        return ""
+    row = rows.iloc[-1]
+    return (f" The classifier's accuracy on {_steps(row['n'])} held-out images: "
+            f"{100 * float(row['value']):.1f} % ({row['method']}).")
 
 
 def _seed_sections(table: pd.DataFrame):
