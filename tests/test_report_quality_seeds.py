@@ -14,13 +14,13 @@ from scipy import stats
 from bench.quality.sweep import grid_file
 from bench.report.data import normalise
 from bench.report.likelihood import likelihood_data, render_likelihood_markdown
-from bench.report.quality import (
+from bench.report.quality import write_quality_reports
+from bench.report.quality_seeds import (
     claim_paragraph,
     comparisons_data,
     draw_seed_curves,
     several_trainings,
     table1_seeds_data,
-    write_quality_reports,
 )
 from bench.results.store import MeasurementStore
 

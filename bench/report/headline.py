@@ -82,7 +82,8 @@ def _latency_cell(latency: pd.DataFrame, model: str) -> str:
 def quality_headline(results: Results) -> str:
     """Table 1's rows: each model and sampler's best score and the steps it takes; with several
     trainings per model, the ± is a confidence interval across them."""
-    from bench.report.quality import several_trainings, table1_data, table1_seeds_data
+    from bench.report.quality import table1_data
+    from bench.report.quality_seeds import several_trainings, table1_seeds_data
 
     if several_trainings(results.ok):
         table = table1_seeds_data(results.ok)

@@ -23,17 +23,8 @@ import pandas as pd
 from bench.quality.statistics import difference
 from bench.report import render
 from bench.report.data import ordered_models
-from bench.report.quality import (
-    BASELINE,
-    _ci,
-    _kind,
-    _match,
-    _num,
-    _pm,
-    _steps,
-    spread,
-    train_seed_column,
-)
+from bench.report.quality import _kind, _num, _pm, _steps
+from bench.report.quality_seeds import BASELINE, _ci, _match, spread, train_seed_column
 
 BITS = "bits_per_dim"
 MSE_METRICS = ("denoise_mse_x0", "denoise_mse_eps")
