@@ -66,6 +66,9 @@ def test_score_features_uses_a_kid_subset_below_n_and_separates_a_shift():
     ({"n": 100, "kid_subset_size": 100}, "kid_subset_size must be an integer from 2 to n - 1 = 99"),
     ({"n": 100, "kid_subset_size": 1}, "kid_subset_size"),
     ({"n": 2}, "n must be an integer >= 4"),
+    ({"likelihood_timesteps": "10"}, "likelihood_timesteps must be an integer >= 1"),
+    ({"likelihood_images": 1}, "likelihood_images must be an integer >= 2 or absent"),
+    ({"kid_subsets": 1.5}, "kid_subsets must be an integer >= 2"),
 ])
 def test_sweep_settings_refuse_unusable_scores(settings, message):
     from bench.quality.sweep import SweepSettings

@@ -92,6 +92,15 @@ class SweepSettings:
                              f"{self.n - 1} (below n, so KID's spread is a sampling spread), got "
                              f"{size!r}")
 
+        for name, low, allow_none in (("kid_subsets", 2, False), ("likelihood_timesteps", 1, False),
+                                      ("likelihood_images", 2, True)):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UsageError(f"[sweep] {name} must be an integer >= {low}"
+                                 f"{' or absent' if allow_none else ''}, got {value!r}")
+
     def check_real(self, real_count: int, heldout_count: int | None) -> None:
         """UsageError (before any training) when the real sets are too small for this sweep."""
         floor_count = heldout_count if heldout_count is not None else real_count
