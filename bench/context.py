@@ -69,6 +69,25 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_family() -> str | None:
+    """Vendor and family/model numbers of the CPU ("GenuineIntel 6/143", "AuthenticAMD 25/1") from
+    /proc/cpuinfo, the key within which instruction counts are compared; None where unknown."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+    except OSError:
+        return None
+    vendor = fields.get("vendor_id")
+    if not vendor:
+        return None
+    return f"{vendor} {fields.get('cpu family', '?')}/{fields.get('model', '?')}"
+
+
 def run_context() -> dict[str, Any]:
     """Versions, git commit, host, CPU, core counts, torch threads, CUDA device, UTC timestamp."""
     import torch
@@ -86,6 +105,7 @@ def run_context() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
+        "cpu_family": cpu_family(),
         "cpu_count_logical": os.cpu_count(),
         "cpu_count_physical": physical,
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

@@ -55,6 +55,19 @@ class Row(TypedDict, total=False):
     torch: str | None
     git_commit: str | None
     host: str | None
+    cpu: str | None
+    """The CPU's model name (/proc/cpuinfo), e.g. "AMD EPYC 7B13"."""
+    cpu_family: str | None
+    """Vendor, family and model numbers ("AuthenticAMD 25/1"): instruction counts are compared only
+    within one family (math libraries may choose kernels by CPU)."""
+    load_other: float | None
+    """Timed rows: the share of the machine's cores that other processes held while it was timed
+    (their CPU time / (wall time x cores)), from psutil."""
+    load_steal: float | None
+    """Timed rows: the share of core time the hypervisor took (steal), from psutil."""
+    busy: bool | None
+    """Timed rows: True when other work held more than `bench.measure.load.BUSY_SHARE` of the cores
+    while it was timed (the timing is not to be trusted)."""
     rank: int | None
     device_index: int | None
     timestamp: str | None
@@ -79,7 +92,8 @@ def context_row(env: Mapping[str, Any], *, model: str, source: Any = None,
         row.update(solver=solver, solver_steps=solver_steps, solver_backend=backend,
                    config=json.dumps(source.config(), sort_keys=True, default=str))
     versions = env.get("versions") or {}
-    row.update(torch=versions.get("torch"), git_commit=env.get("git_commit"), host=env.get("hostname"))
+    row.update(torch=versions.get("torch"), git_commit=env.get("git_commit"), host=env.get("hostname"),
+               cpu=env.get("cpu_model"), cpu_family=env.get("cpu_family"))
     row.update(context)
     return row
 
