@@ -16,6 +16,7 @@ from bench.errors import failure_reason
 from bench.matrix.cells import Cell
 from bench.matrix.spec import METRICS, MatrixSpec
 from bench.measure import breakdown, compute, interleaved, machine, memory, modes, params, sampling
+from bench.measure.load import MachineLoad, load_columns
 from bench.measure.workload import check_device, denoiser_inputs, torch_threads
 from models.source import ModelSource
 
@@ -174,6 +175,11 @@ class TimedPairs:
                     if _split_key(key)[1] != "eager"}
         return {key: 1.0 / ratio for key, ratio in self.timing.ratios_to(to_eager).items()}
 
+    @property
+    def load(self) -> MachineLoad | None:
+        """How busy the machine was over the timed rounds (`timing.load`; None without psutil)."""
+        return self.timing.load
+
 
 def time_pairs(spec: MatrixSpec, names: list[str], reference: str, *,
                plan: Callable[[int], interleaved.InterleavePlan], device: str, dtype: str,
@@ -247,8 +253,9 @@ def _pair_rows(pairs: TimedPairs, name: str, mode: str, how: str, speedups: dict
     key = pair_key(name, mode)
     where = {"model": name, "mode": mode}
     reference = pairs.reference
-    if key in pairs.failed:
+    if key in pairs.failed:  # never timed: no load of its own
         return [_failed(metric, pairs.failed[key], **where) for metric in ("latency_ms", "latency_ratio")]
+    where.update(load_columns(pairs.load))  # every timed row says how busy the machine was
     s = pairs.timing.stats[key]
     rounds = pairs.timing.rounds
     rows = [_row("latency_ms", v, stat=stat, counter="wall clock", n=s.n, method=how, **where)
@@ -299,8 +306,9 @@ def measure_sample_time(spec: MatrixSpec, cell: Cell) -> list[Row]:
     )
     method = (f"whole {settings.sampler} run / batch; {result.n} runs after a warm-up run; "
               f"{result.how}")
+    load = load_columns(result.load)
     rows = [_row("sample_time_s", v, stat=stat, counter="wall clock", n=result.n,
-                 sampler=settings.sampler, method=method, mode=mode)
+                 sampler=settings.sampler, method=method, mode=mode, **load)
             for stat, v in (("median", result.median_s), ("p90", result.p90_s), ("min", result.min_s))]
     if mode != "eager":
         rows.append(_row("sample_max_abs_err", result.max_abs_err, unit="abs", stat="max",

@@ -7,6 +7,8 @@ at most the cell in flight and resumes from there.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import Collection
 from dataclasses import asdict
@@ -217,8 +219,24 @@ def _measure_cells(spec: MatrixSpec, cells: list[Cell], ctx: DistContext, out_di
                 for row in measured]
         failures += sum(r["status"] == "failed" for r in rows)
         sink.add(rows)
+        warning = busy_warning(cell, rows)
+        if warning:  # every rank: each measures its own cells
+            tqdm.write(warning, file=sys.stderr)
     bar.close()
     return failures
+
+
+def busy_warning(cell: Cell, rows: list[dict[str, Any]]) -> str | None:
+    """One line when a row of the finished cell was timed while other work held more than
+    `bench.measure.load.BUSY_SHARE` of the cores (its `busy` column), else None."""
+    busy = [r for r in rows if r.get("busy") is True]
+    if not busy:
+        return None
+    worst = max(busy, key=lambda r: r.get("load_other") or 0.0)
+    share = worst.get("load_other") or 0.0
+    return (f"warning: {cell.key} was timed while other work held {100 * share:.0f} % of "
+            f"{os.cpu_count()} cores; its times are not to be trusted (re-measure with "
+            f"--remeasure {worst['metric']} on a quieter machine)")
 
 
 def _gather_ranks(ctx: DistContext, out_dir: Path, store: MeasurementStore, failures: int) -> int:

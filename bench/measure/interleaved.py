@@ -16,6 +16,9 @@ Rounds go on until `min_rounds` are done and the time budget is spent, or `max_r
 A model that fails its first (warm-up) call, say out of memory at a large batch, is left out with
 its reason; the others are still timed.
 
+The machine's load over the timed rounds is recorded with the timing (`bench.measure.load`): what
+same-round ratios cannot remove, other work that held the cores for the whole run, is flagged.
+
 The C allocator is pinned first (`steady_allocator`): glibc serves large blocks with mmap and
 moves that threshold up as the process frees large blocks, so whether a model's big temporaries
 cost fresh page faults on every call depended on what the process had done before.
@@ -32,6 +35,7 @@ import torch
 from bench.errors import UsageError, failure_reason
 from bench.measure.allocator import steady_allocator
 from bench.measure.latency import LatencyStats, stats_of, timer_for, timer_name
+from bench.measure.load import MachineLoad, measure_load
 from bench.measure.workload import check_positive
 
 
@@ -103,6 +107,10 @@ class RoundRobinTiming:
     plan: InterleavePlan
     timer: str
     """What timed the calls (`bench.measure.latency.timer_name`)."""
+    load: MachineLoad | None = None
+    """How busy the machine was over the timed rounds (`bench.measure.load`); None without psutil.
+    `load.busy`: other work held more than `BUSY_SHARE` of the cores, the times are not to be
+    trusted."""
 
     @property
     def rounds(self) -> int:
@@ -135,7 +143,8 @@ def time_round_robin(calls: Mapping[str, Callable[[], object]], reference: str |
         raise UsageError(f"the latency reference '{reference}' is not among the timed models")
     steady_allocator()
     works, failed = _warmed_up(calls, plan, device)
-    times, per_round = _rounds(works, plan, device)
+    with measure_load() as load:  # over the timed rounds only, not the warm-up
+        times, per_round = _rounds(works, plan, device)
     timer = timer_name(device)
     return RoundRobinTiming(
         stats={name: stats_of(values, timer) for name, values in times.items()},
@@ -144,6 +153,7 @@ def time_round_robin(calls: Mapping[str, Callable[[], object]], reference: str |
         failed=failed,
         plan=plan,
         timer=timer,
+        load=load.result,
     )
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from bench.errors import UsageError
 from bench.measure.graphed_sampling import GraphedSampler
 from bench.measure.latency import time_calls
+from bench.measure.load import MachineLoad, measure_load
 from bench.measure.modes import ModeError, check_modes
 from bench.measure.workload import (
     build_diffusion,
@@ -57,6 +58,8 @@ class SamplingTime:
     max_abs_err: float = 0.0
     """max |samples - eager samples| of the same seed (0 for eager)."""
     how: str = ""
+    load: MachineLoad | None = None
+    """How busy the machine was over the timed runs (`bench.measure.load`); None without psutil."""
 
 
 def time_per_sample(
@@ -120,7 +123,8 @@ def time_per_sample(
         if mode != "eager":
             eager = run(steps, work)
             max_abs_err = _error_against_eager(timed_run(), eager, mode, dtype)
-        stats = time_calls(timed_run, repeats, dev)
+        with measure_load() as load:  # over the timed runs only, not the warm-up
+            stats = time_calls(timed_run, repeats, dev)
     per_sample = 1e-3 / batch
     return SamplingTime(
         median_s=stats.median_ms * per_sample,
@@ -136,6 +140,7 @@ def time_per_sample(
         mode=mode,
         max_abs_err=max_abs_err,
         how=how,
+        load=load.result,
     )
 
 

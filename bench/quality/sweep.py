@@ -415,6 +415,7 @@ def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                done: set[str]) -> None:
     """Time per generated sample (batch 1, median of `time_repeats`) at each step count, measured
     with the efficiency harness's `time_per_sample` on rank 0."""
+    from bench.measure.load import load_columns
     from bench.measure.sampling import time_per_sample
 
     if ctx.dist.is_main:
@@ -430,7 +431,8 @@ def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                     repeats=settings.time_repeats, diffusion=entry.diffusion)
                 base = _entry_row(entry, ctx, sampler=sampler, steps=steps, batch_size=1,
                                   threads=timing.threads, cell=cell, status="ok",
-                                  method="bench.measure.sampling.time_per_sample")
+                                  method="bench.measure.sampling.time_per_sample",
+                                  **load_columns(timing.load))
                 ctx.store.add([
                     {**base, "metric": "time_per_sample_s", "value": timing.median_s, "unit": "s",
                      "stat": "median", "n": timing.n},

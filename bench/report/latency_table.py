@@ -1,15 +1,22 @@
 """reports/latency.md: per-call latency of every model in every measured context, its same-run
 ratio to the reference model, and beside it the authors' ratio to THEIR U-Net (both same-run
 ratios). The authors' absolute milliseconds came from another machine on another day, so no
-report divides our milliseconds by theirs."""
+report divides our milliseconds by theirs.
+
+Where the rows recorded the machine's load while they were timed (`bench.measure.load`), every
+context shows the share of the cores other work held, and a timing taken while that share was
+above `BUSY_SHARE` is marked BUSY: its times are not to be trusted. Rows of runs that did not
+record the load draw the report as before."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import paper_data
+from bench.measure.load import BUSY_SHARE
 from bench.report import render
 from bench.report.data import (
     NOT_MEASURED,
@@ -28,7 +35,7 @@ METRIC = "latency_ms"
 RATIO = "latency_ratio"
 KEYS = ["device", "threads", "dtype", "resolution", "batch_size"]
 FRAME_COLUMNS = KEYS + ["model", "median_ms", "p90_ms", "min_ms", "n", "ratio", "ratio_to",
-                        "authors_ratio"]
+                        "authors_ratio", "load_other", "busy"]
 
 
 def _value(rows: pd.DataFrame, metric: str, stat: str) -> pd.Series | None:
@@ -61,8 +68,45 @@ def latency_table_data(results: Results) -> pd.DataFrame:
             if comparable and model in authors.index:
                 record["authors_ratio"] = (float(authors.loc[model, "latency_ms"])
                                            / float(authors.loc["unet", "latency_ms"]))
+            record.update(_load_of(median if median is not None else ratio))
             records.append(record)
     return pd.DataFrame.from_records(records, columns=FRAME_COLUMNS)
+
+
+def _load_of(timed: pd.Series | None) -> dict[str, object]:
+    """load_other (NaN where not recorded) and busy (None where not recorded) of a timed row."""
+    if timed is None:
+        return {"load_other": float("nan"), "busy": None}
+    share = pd.to_numeric(pd.Series([timed.get("load_other")]), errors="coerce").iloc[0]
+    flag = str(timed.get("busy", "")).strip().lower()
+    busy = True if flag in ("true", "1") else False if flag in ("false", "0") else None
+    return {"load_other": float(share), "busy": busy}
+
+
+def _is_busy(flag: object) -> bool:
+    return isinstance(flag, bool | np.bool_) and bool(flag)
+
+
+def _load_cell(record: dict[str, object]) -> str:
+    """The load column's text: "48 % BUSY", "3 %", or "" where not recorded."""
+    share = record["load_other"]
+    if not is_number(share):
+        return ""
+    return f"{100 * float(share):.0f} %" + (" BUSY" if _is_busy(record["busy"]) else "")
+
+
+def _busy_notes(section: pd.DataFrame) -> list[str]:
+    """One line per context of the section that was timed while other work was busy."""
+    notes = []
+    busy = section[section["busy"].map(_is_busy).astype(bool)]
+    for (resolution, batch), context in busy.groupby(["resolution", "batch_size"], sort=True,
+                                                      dropna=False):
+        share = context["load_other"].max()
+        notes.append(f"- BUSY: batch {fmt_int(batch)} at {fmt_int(resolution)}x{fmt_int(resolution)} "
+                     f"was timed while other work held {100 * share:.0f} % of the cores (more than "
+                     f"{100 * BUSY_SHARE:.0f} %): its times are not to be trusted; re-measure with "
+                     f"`--remeasure {METRIC}` on a quieter machine.")
+    return notes
 
 
 def render_markdown(data: pd.DataFrame, results: Results) -> str:
@@ -84,13 +128,17 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         title = f"{device}, {dtype}" + (f", {int(threads)} threads" if is_number(threads) else "")
         out += [f"## {title}", "", f"Measured at: {context_line(used)}; "
                 f"{'; '.join(unique_text(used['method'])[:1]) or 'method not recorded'}.", ""]
+        with_load = section["load_other"].map(is_number).any()  # older runs: drawn as before
         rows = []
         for r in section.to_dict("records"):
             ratio = (f"{fmt(r['ratio'], 3)} x {r['ratio_to']}" if is_number(r["ratio"]) else NOT_MEASURED)
             rows.append([fmt_int(r["resolution"]), fmt_int(r["batch_size"]), r["model"],
                          fmt(r["median_ms"], 1) or NOT_MEASURED, fmt(r["p90_ms"], 1),
-                         fmt(r["min_ms"], 1), fmt_int(r["n"]), ratio, fmt(r["authors_ratio"], 2)])
-        out += [render.markdown_table(headers, rows), ""]
+                         fmt(r["min_ms"], 1), fmt_int(r["n"]), ratio, fmt(r["authors_ratio"], 2)]
+                        + ([_load_cell(r)] if with_load else []))
+        notes = _busy_notes(section)
+        out += notes + ([""] if notes else [])
+        out += [render.markdown_table(headers + (["other load"] if with_load else []), rows), ""]
     out += [
         "- Authors' ratio: our re-measurement of the authors' implementation (docs/paper.md, \"The "
         "authors' latency, re-measured\") on a "
@@ -102,6 +150,10 @@ def render_markdown(data: pd.DataFrame, results: Results) -> str:
         "- A failed model (say, out of memory at a large batch) has no row here; measurements.csv "
         "holds its error.",
     ]
+    if not data.empty and data["load_other"].map(is_number).any():
+        out.append(f"- Other load: the share of the machine's cores that other processes held while "
+                   f"the context was timed (psutil; `load_other` in measurements.csv). BUSY: more "
+                   f"than {100 * BUSY_SHARE:.0f} %, the times are not to be trusted.")
     return "\n".join(out + environment_details(results))
 
 
