@@ -62,10 +62,11 @@ def _cunet_resolutions(config: CUNetConfig) -> tuple[int, int]:
 
 
 register_family(Family(UNetConfig, build=_build_unet, validate=_validate_unet,
-                       resolution_rule=_unet_resolutions, aliases={"width": "dim"}))
+                       resolution_rule=_unet_resolutions, aliases={"width": "dim"},
+                       small={"dim": 8}))
 register_family(Family(CUNetConfig, build=_build_cunet, validate=_validate_cunet,
                        resolution_rule=_cunet_resolutions, aliases={"width": "num_filters"},
-                       continuous=True))
+                       continuous=True, small={"num_filters": 4}))
 
 register_preset("unet", Preset(UNetConfig(), "DDPM U-Net baseline, 35,710,339 params"))
 register_preset("cunet", Preset(

@@ -41,6 +41,9 @@ class Family:
     """Friendly override names -> this family's field, e.g. {"width": "dim"}."""
     continuous: bool = False
     """Neural-ODE family: its models report ODE-function evaluations (`last_nfe`)."""
+    small: dict[str, object] = field(default_factory=dict)
+    """Overrides that make a member small enough for one forward to run under valgrind in seconds
+    (the efficiency gate's instruction counts); the architecture is kept, only widths shrink."""
 
     @property
     def name(self) -> str:

@@ -73,6 +73,17 @@ class ModelSource:
             return self  # its own default: the stored kwargs stay as the user wrote them
         return self.with_arguments(**{CHANNELS_PARAMETER: channels})
 
+    def small(self) -> ModelSource:
+        """This source at its family's small configuration (`Family.small`: narrower, the same
+        architecture), under this source's own overrides, which win; a user's factory as it is
+        (its kwargs say how large it is)."""
+        if self.preset is None:
+            return self
+        from models.registry import PRESETS, family_of
+
+        shrunk = dict(family_of(PRESETS[self.preset].config).small)
+        return dataclasses.replace(self, kwargs=_frozen({**shrunk, **self.arguments}))
+
     def preset_config(self) -> Any:
         """The validated preset configuration (ModelInputError for a bad override); None for a
         user's factory."""

@@ -1,10 +1,13 @@
 """`python -m bench check`: the efficiency regression gate.
 
 Measures, in the baseline's context, every deterministic count the baseline holds (params, thop
-and fvcore MACs, FlopCounterMode FLOPs, NFE, checkpoint MiB) and compares them exactly, then times
-every model in one interleaved run and compares each model's latency ratio to the reference
-within --tolerance. Exit 0: everything holds; 1: something moved (table of what); 2: bad input.
-`--update` rewrites the baseline on purpose and prints what changed.
+and fvcore MACs, FlopCounterMode FLOPs, NFE, checkpoint MiB) and compares them exactly; counts the
+instructions of one forward of each model's small configuration under valgrind and compares them
+within --instructions-tolerance (on the CPU family that wrote them); then times every model in one
+interleaved run and compares each model's latency ratio to the reference within --tolerance (on
+the CPU that wrote them; elsewhere 'not comparable'). Exit 0: everything holds; 1: something moved
+(table of what); 2: bad input. `--update` rewrites the baseline on purpose and prints what changed;
+`--against REV` compares the working tree with a git revision measured in the same run.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 from bench.commands.values import parse_cli_value
 from bench.errors import UsageError
 from bench.gate.baseline import DEFAULT_BASELINE
+from bench.gate.compare import INSTRUCTIONS, RELATIVE_METRICS
 from bench.gate.run import CheckResult, GateOptions, UpdateResult, run_check, run_update
-from bench.gate.table import changes_table, findings_table, summary_table
+from bench.gate.table import changes_table, findings_table, function_changes_text, summary_table
 from bench.measure.interleaved import InterleavePlan
 
 
@@ -29,6 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=10.0, metavar="PCT",
                         help="allowed change of a latency ratio in percent (default 10); "
                              "counts must match exactly")
+    parser.add_argument("--instructions-tolerance", type=float,
+                        default=RELATIVE_METRICS[INSTRUCTIONS], metavar="PCT",
+                        help="allowed change of an instruction count in percent (default "
+                             f"{RELATIVE_METRICS[INSTRUCTIONS]:g}); valgrind's AVX2 path, compared "
+                             "only on the CPU family that wrote the baseline")
+    parser.add_argument("--skip-instructions", action="store_true",
+                        help="do not count instructions (with --update: keep the old rows)")
+    parser.add_argument("--against", default=None, metavar="REV",
+                        help="compare the working tree with git revision REV (e.g. HEAD~1, main), "
+                             "both measured now: counts, instruction counts, and latency as "
+                             "alternating processes; needs no baseline")
+    parser.add_argument("--pairs", type=int, default=5, metavar="N",
+                        help="with --against: latency process pairs (A, B, A, B, ...; default 5)")
     parser.add_argument("--reference", default=None, metavar="MODEL",
                         help="model the latency ratios are relative to (default: the baseline's; "
                              "unet for a new baseline)")
@@ -73,6 +90,8 @@ def options_from(args: argparse.Namespace) -> GateOptions:
         baseline=args.baseline, tolerance_pct=args.tolerance, reference=args.reference,
         models=models, skip_latency=args.skip_latency, overrides=parse_overrides(args.override),
         plan=InterleavePlan(min_rounds=args.rounds, max_rounds=args.rounds),
+        instructions_tolerance_pct=args.instructions_tolerance,
+        skip_instructions=args.skip_instructions,
     )
 
 
@@ -96,6 +115,11 @@ def report_check(result: CheckResult, total: float) -> int:
     print(f"\ncheck FAILED: {failed} of {checked} values moved "
           f"(counts must match the baseline exactly; latency ratios within the tolerance):")
     print(findings_table(result.findings))
+    for finding in result.findings:
+        if finding.metric == INSTRUCTIONS and finding.model in result.function_changes:
+            print()
+            print(function_changes_text(finding.model, finding,
+                                        result.function_changes[finding.model]))
     print(f"measured in {_timing(result.measured.seconds, total)}")
     print("if the change is intended, rewrite the baseline on purpose: python -m bench check --update")
     return 1

@@ -1,5 +1,8 @@
 """The committed baseline: a tidy measurements CSV (same columns as measurements.csv) holding one
-row per gated (model, metric), all measured in ONE context (device, resolution, batch, threads).
+row per gated (model, metric), the counts and latency measured in ONE context (device, resolution,
+batch, threads), the instruction counts in the gate's small context (`INSTRUCTION_CONTEXT`, each
+model at its family's small configuration) with their largest functions (stat "function <name>"),
+and the CPU (model and family) that measured the latency and the instructions.
 
 Reading validates everything up front, so a hand-edited or truncated file is one `UsageError`
 (exit 2) that names the problem, never a traceback or a silently passing gate.
@@ -8,7 +11,7 @@ Reading validates everything up front, so a hand-edited or truncated file is one
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,8 @@ import pandas as pd
 import models
 from bench.errors import UsageError
 from bench.files import atomic_write_text
-from bench.gate.compare import KNOWN_METRICS, LATENCY_RATIO, Key
+from bench.gate.compare import INSTRUCTIONS, KNOWN_METRICS, LATENCY_MS, LATENCY_RATIO, Key
+from bench.matrix.instruction_cells import FUNCTION_STAT
 from bench.results.damage import csv_line, file_damage
 from bench.results.schema import COLUMNS
 
@@ -41,6 +45,27 @@ class Context:
     threads: int = 2
 
 
+INSTRUCTION_CONTEXT = Context(device="cpu", resolution=32, channels=3, batch_size=1, threads=1)
+"""Where the gate counts instructions: one thread, 32x32, batch 1, each preset at its family's
+small configuration (`models.registry.Family.small`), so that every preset runs under valgrind in
+seconds."""
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The CPU a part of the baseline was measured on (None: not recorded, an older baseline)."""
+
+    cpu: str | None = None
+    family: str | None = None
+    threads: int | None = None
+
+    def describe(self) -> str:
+        where = self.cpu or "an unrecorded CPU"
+        if self.family:
+            where += f" [{self.family}]"
+        return where + (f", {self.threads} thread(s)" if self.threads else "")
+
+
 @dataclass(frozen=True)
 class Baseline:
     path: Path
@@ -51,6 +76,11 @@ class Baseline:
     """The model the latency ratios are relative to (None: no latency rows)."""
     rows: list[dict[str, Any]]
     """The file's rows as read (kept by `--update --skip-latency` for the latency rows)."""
+    functions: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Model -> its largest functions' instruction counts (function -> Ir)."""
+    latency_machine: Machine = Machine()
+    instruction_machine: Machine = Machine()
+    instruction_context: Context = INSTRUCTION_CONTEXT
 
     @property
     def models(self) -> list[str]:
@@ -104,8 +134,12 @@ def _single(frame: pd.DataFrame, column: str, path: Path, kind: type, default: A
     return value
 
 
-def _context(frame: pd.DataFrame, path: Path) -> Context:
-    default = Context()
+def _machine(frame: pd.DataFrame, path: Path) -> Machine:
+    return Machine(cpu=_single(frame, "cpu", path, str), family=_single(frame, "cpu_family", path, str),
+                   threads=_single(frame, "threads", path, int))
+
+
+def _context(frame: pd.DataFrame, path: Path, default: Context = Context()) -> Context:
     return Context(
         device=_single(frame, "device", path, str, default.device),
         resolution=_single(frame, "resolution", path, int, default.resolution),
@@ -156,13 +190,27 @@ def load_baseline(path: Path) -> Baseline:
         index, reason = next(iter(problems.items()))
         raise _fail(path, f"line {csv_line(frame, index)}: {reason} (the file is damaged or cut short)")
     values: dict[Key, float] = {}
-    for model, metric, value in zip(frame["model"], frame["metric"], values_column, strict=True):
+    functions: dict[str, dict[str, int]] = {}
+    stats = frame["stat"].fillna("value").astype(str)
+    for model, metric, stat, value in zip(frame["model"], frame["metric"], stats, values_column,
+                                          strict=True):
+        if metric == INSTRUCTIONS and stat.startswith(FUNCTION_STAT):
+            functions.setdefault(str(model), {})[stat[len(FUNCTION_STAT):]] = int(value)
+            continue
         key = (str(model), str(metric))
         if key in values:
             raise _fail(path, f"has two rows for {key[0]} {key[1]}")
         values[key] = float(value)
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    return Baseline(path, values, _context(frame, path), _reference(frame, path), rows)
+    counted = frame["metric"] == INSTRUCTIONS
+    latency = frame["metric"].isin([LATENCY_RATIO, LATENCY_MS])
+    main = frame[~counted] if (~counted).any() else frame
+    return Baseline(
+        path, values, _context(main, path), _reference(frame, path), rows, functions,
+        latency_machine=_machine(frame[latency], path) if latency.any() else Machine(),
+        instruction_machine=_machine(frame[counted], path) if counted.any() else Machine(),
+        instruction_context=(_context(frame[counted], path, INSTRUCTION_CONTEXT) if counted.any()
+                             else INSTRUCTION_CONTEXT))
 
 
 def write_baseline(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:

@@ -2,9 +2,11 @@
 
 Counts (parameters, MACs, FLOPs, NFE, checkpoint size) are deterministic, so they must match the
 baseline exactly; moving in either direction fails, because the baseline is only ever changed on
-purpose (`--update`). Latency is compared as a ratio to a reference model measured in the same run,
-within a relative tolerance, in both directions: a ratio that falls can mean that the reference got
-slower, which no other comparison would show.
+purpose (`--update`). Instruction counts (callgrind Ir) are deterministic up to a spread of about
+0.1 %, so they are compared within a tolerance of their own (1 % by default), either way, and only
+against counts from the same CPU family. Latency is compared as a ratio to a reference model
+measured in the same run, within a relative tolerance, in both directions: a ratio that falls can
+mean that the reference got slower, which no other comparison would show.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.matrix.metrics import GATE_EXACT, METRIC_REGISTRY, ratio_gated
+from bench.matrix.metrics import GATE_EXACT, METRIC_REGISTRY, ratio_gated, relative_gated
 
 COUNT_METRICS: tuple[str, ...] = tuple(m.name for m in METRIC_REGISTRY if m.gate == GATE_EXACT)
 """Deterministic metrics the gate checks, in report order (the registry's exact-gated metrics)."""
@@ -32,7 +34,12 @@ LATENCY_RATIO = next(row for row, metric in RATIO_METRICS.items() if metric == "
 LATENCY_MS = RATIO_METRICS[LATENCY_RATIO]
 """Absolute per-call median, stored for information only: it is never gated (machines differ)."""
 
-GATED_METRICS: tuple[str, ...] = COUNT_METRICS + tuple(RATIO_METRICS)
+RELATIVE_METRICS: dict[str, float] = {name: m.gate_tolerance_pct for name, m in relative_gated().items()}
+"""Metrics compared within a tolerance of their own -> its default in percent (instructions: 1)."""
+
+INSTRUCTIONS = "instructions"
+
+GATED_METRICS: tuple[str, ...] = COUNT_METRICS + tuple(RELATIVE_METRICS) + tuple(RATIO_METRICS)
 KNOWN_METRICS: tuple[str, ...] = GATED_METRICS + tuple(dict.fromkeys(RATIO_METRICS.values()))
 
 Key = tuple[str, str]
@@ -43,16 +50,23 @@ REGRESSED = "regressed"
 CHANGED = "changed"
 MISSING = "missing"
 FAILED = "failed"
+NOT_COMPARABLE = "not comparable"
+"""Measured on another CPU than the baseline (latency), or another CPU family (instructions): no
+verdict, said with the baseline's CPU; not a failure."""
+NOT_MEASURED = "not measured"
+"""Could not be measured here for a reason outside the code (valgrind missing); said, not a failure."""
+PASSING = (OK, NOT_COMPARABLE, NOT_MEASURED)
 
 
 @dataclass(frozen=True)
 class Finding:
     """The verdict on one (model, metric) of the baseline.
 
-    verdict: 'ok'; 'regressed' (more parameters/compute/NFE/MiB, or slower relative to the
-    reference); 'changed' (a move in the good direction, still a failure for counts, and for
-    latency beyond the tolerance); 'missing' (nothing measured now); 'failed' (the measurement
-    raised; `note` says why).
+    verdict: 'ok'; 'regressed' (more parameters/compute/NFE/MiB/instructions, or slower
+    relative to the reference); 'changed' (a move in the good direction, still a failure for
+    counts, and for instructions and latency beyond the tolerance); 'missing' (nothing measured
+    now); 'failed' (the measurement raised; `note` says why); 'not comparable' and 'not measured'
+    (no verdict; `note` says why; not failures).
     """
 
     model: str
@@ -64,7 +78,7 @@ class Finding:
 
     @property
     def failed(self) -> bool:
-        return self.verdict != OK
+        return self.verdict not in PASSING
 
     @property
     def change_pct(self) -> float | None:
@@ -86,7 +100,8 @@ def compare_count(model: str, metric: str, baseline: float, now: float | None) -
 
 def compare_ratio(model: str, baseline: float, now: float | None, tolerance: float,
                   metric: str = LATENCY_RATIO) -> Finding:
-    """A same-run ratio within `tolerance` (a fraction, 0.1 = 10 %) of the baseline's, either way."""
+    """A value within `tolerance` (a fraction, 0.1 = 10 %) of the baseline's, either way: a
+    same-run ratio, or a relative-gated metric (instructions)."""
     if now is None or math.isnan(now):
         return Finding(model, metric, baseline, None, MISSING)
     change = now / baseline - 1.0
@@ -101,24 +116,67 @@ def compare(
     *,
     tolerance: float,
     errors: Mapping[Key, str] | None = None,
+    tolerances: Mapping[str, float] | None = None,
+    withheld: Mapping[Key, tuple[str, str]] | None = None,
 ) -> list[Finding]:
     """One finding per gated (model, metric) of `baseline`, in the baseline's order.
 
     `now` holds this run's values (a key may be absent: not measured); `errors` the reason of
-    measurements that raised. Keys of `now` that the baseline lacks are ignored: the baseline
-    decides what is gated.
+    measurements that raised; `tolerance` is the latency ratios' (a fraction), `tolerances` those
+    of the relative-gated metrics (metric -> fraction; default: the registry's); `withheld` the
+    keys that get no verdict (key -> (NOT_COMPARABLE or NOT_MEASURED, why)). Keys of `now` that
+    the baseline lacks are ignored: the baseline decides what is gated.
     """
     errors = errors or {}
+    withheld = withheld or {}
+    relative = {name: pct / 100.0 for name, pct in RELATIVE_METRICS.items()}
+    relative.update(tolerances or {})
     findings = []
     for key, base in baseline.items():
         model, metric = key
-        if key in errors:
+        if key in withheld:
+            verdict, why = withheld[key]
+            findings.append(Finding(model, metric, base, now.get(key), verdict, why))
+        elif key in errors:
             findings.append(Finding(model, metric, base, None, FAILED, errors[key]))
         elif metric in COUNT_METRICS:
             findings.append(compare_count(model, metric, base, now.get(key)))
+        elif metric in relative:
+            findings.append(compare_ratio(model, base, now.get(key), relative[metric], metric))
         elif metric in RATIO_METRICS:
             findings.append(compare_ratio(model, base, now.get(key), tolerance, metric))
     return findings
+
+
+@dataclass(frozen=True)
+class FunctionChange:
+    """One function's instruction count in the baseline and now (None: not among the functions
+    kept, `bench.measure.instructions.TOP_FUNCTIONS`)."""
+
+    function: str
+    before: int | None
+    after: int | None
+
+    @property
+    def delta(self) -> int:
+        return (self.after or 0) - (self.before or 0)
+
+
+def function_changes(before: Mapping[str, int], after: Mapping[str, int], top: int = 5
+                     ) -> list[FunctionChange]:
+    """The `top` functions whose instruction counts moved most (absolute change), largest first.
+
+    Each side keeps only its largest functions, so a function missing from one side may simply
+    have been just below that side's cut: it is shown only when its count on the other side
+    exceeds the smallest count the first side kept (then it really appeared or vanished)."""
+    floor_before = min(before.values(), default=0)
+    floor_after = min(after.values(), default=0)
+    names = list(dict.fromkeys([*before, *after]))
+    changes = [FunctionChange(name, before.get(name), after.get(name)) for name in names]
+    changes = [c for c in changes if c.delta != 0
+               and not (c.before is None and (c.after or 0) <= floor_before)
+               and not (c.after is None and (c.before or 0) <= floor_after)]
+    return sorted(changes, key=lambda c: -abs(c.delta))[:top]
 
 
 def confirm(first: Finding, second: Finding) -> Finding:

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.errors import UsageError, failure_reason
 from bench.gate.baseline import Context
-from bench.gate.compare import COUNT_METRICS
+from bench.gate.compare import COUNT_METRICS, INSTRUCTIONS
 from bench.matrix.cells import Cell, expand
 from bench.matrix.measure_cells import build_model
 from bench.matrix.runner import measure_cell
@@ -25,6 +25,7 @@ from bench.measure import compute
 from bench.measure.workload import torch_threads
 from bench.results.schema import context_row
 from models.errors import ModelInputError
+from models.source import model_source
 
 Row = dict[str, Any]
 
@@ -89,4 +90,36 @@ def measure_counts(spec: MatrixSpec, cells: list[Cell], env: Mapping[str, Any],
                                       cell=cell.key)
             rows += [{**context, **row, "timestamp": timestamp} for row in measured
                      if row["metric"] in COUNT_METRICS and row.get("stat", "value") == "value"]
+    return rows
+
+
+def instruction_spec(names: list[str], context: Context,
+                     overrides: Mapping[str, Mapping[str, Any]] | None = None) -> MatrixSpec:
+    """The matrix description of the gate's instruction counts: `names` at `context` (the
+    baseline's INSTRUCTION_CONTEXT), each preset at its family's small configuration under this
+    run's overrides (`ModelSource.small`), a user's factory with its kwargs as given."""
+    small = {name: model_source(name, (overrides or {}).get(name)).small().arguments
+             for name in names}
+    raw = {
+        "matrix": {
+            "models": names, "metrics": [INSTRUCTIONS], "resolutions": [context.resolution],
+            "batch_sizes": [context.batch_size], "devices": ["cpu"], "threads": 1,
+            "channels": context.channels,
+        },
+        "overrides": {name: values for name, values in small.items() if values},
+    }
+    spec = parse_spec(raw, name="check")
+    validate_models(spec)
+    return spec
+
+
+def measure_instruction_rows(spec: MatrixSpec, env: Mapping[str, Any], timestamp: str) -> list[Row]:
+    """The instruction cell of `spec` (every model in one valgrind run): totals and functions."""
+    cells, _ = expand(spec)
+    rows: list[Row] = []
+    for cell in cells:
+        for row in measure_cell(spec, cell):
+            context = context_columns(spec, row["model"], env, batch_size=cell.batch_size,
+                                      cell=cell.key)
+            rows.append({**context, **row, "timestamp": timestamp})
     return rows

@@ -1,9 +1,16 @@
 """One gate run: what to measure (from the baseline and the options), measuring it, and the
 verdicts (`run_check`) or the new baseline (`run_update`). Printing is the command's job.
 
-Counts are measured by the matrix's own cells (`bench.gate.counts`); latency is timed by the
-matrix latency cell's own measurement (`bench.matrix.measure_cells.time_pairs`, eager mode), of
-which the gate keeps the same-run ratios (gated) and the medians of the round medians (shown)."""
+Counts and instruction counts are measured by the matrix's own cells (`bench.gate.counts`);
+latency is timed by the matrix latency cell's own measurement (`bench.matrix.measure_cells.
+time_pairs`, eager mode), of which the gate keeps the same-run ratios (gated) and the medians of
+the round medians (shown).
+
+What is comparable: counts everywhere; instruction counts only on the CPU family that wrote them
+(math libraries may pick kernels by CPU); latency ratios only on the CPU model that wrote them
+(ratios between a wide U-Net and the many-small-kernel cU-Nets move between microarchitectures by
+up to 15 %). What is not comparable gets the verdict 'not comparable' with the baseline's CPU, never
+a false regression."""
 
 from __future__ import annotations
 
@@ -20,17 +27,29 @@ from bench.errors import UsageError
 from bench.gate import compare as cmp
 from bench.gate.baseline import (
     DEFAULT_BASELINE,
+    INSTRUCTION_CONTEXT,
     RATIO_UNIT_PREFIX,
     Baseline,
     Context,
+    Machine,
     load_baseline,
     write_baseline,
 )
-from bench.gate.counts import context_columns, count_cells, gate_spec, measure_counts
+from bench.gate.counts import (
+    context_columns,
+    count_cells,
+    gate_spec,
+    instruction_spec,
+    measure_counts,
+    measure_instruction_rows,
+)
 from bench.matrix.cells import Cell
+from bench.matrix.instruction_cells import FUNCTION_STAT
 from bench.matrix.measure_cells import pair_key, time_pairs
 from bench.matrix.spec import MatrixSpec, available_threads
+from bench.measure import instructions as callgrind
 from bench.measure.interleaved import InterleavePlan
+from bench.measure.load import load_columns
 
 Row = dict[str, Any]
 DEFAULT_REFERENCE = "unet"
@@ -47,6 +66,8 @@ what a regression changes. The counts do not depend on threads."""
 class GateOptions:
     baseline: Path = DEFAULT_BASELINE
     tolerance_pct: float = 10.0
+    instructions_tolerance_pct: float = cmp.RELATIVE_METRICS[cmp.INSTRUCTIONS]
+    skip_instructions: bool = False
     reference: str | None = None
     """None: the baseline's reference model (DEFAULT_REFERENCE for a new baseline)."""
     models: tuple[str, ...] | None = None
@@ -73,6 +94,8 @@ class GateLatency:
     """Model -> why it was not timed."""
     rounds: int
     plan: InterleavePlan
+    load: Any = None
+    """`bench.measure.load.MachineLoad` over the timed rounds (None: not measured)."""
 
 
 @dataclass
@@ -82,6 +105,17 @@ class Measured:
     errors: dict[cmp.Key, str]
     seconds: dict[str, float]
     latency: GateLatency | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def functions(self) -> dict[str, dict[str, int]]:
+        """Model -> its largest functions' instruction counts, as measured now."""
+        found: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            stat = str(row.get("stat") or "")
+            if row["metric"] == cmp.INSTRUCTIONS and stat.startswith(FUNCTION_STAT):
+                found.setdefault(row["model"], {})[stat[len(FUNCTION_STAT):]] = int(row["value"])
+        return found
 
 
 @dataclass
@@ -91,6 +125,8 @@ class CheckResult:
     models: list[str]
     reference: str | None
     notes: list[str]
+    function_changes: dict[str, list[cmp.FunctionChange]] = field(default_factory=dict)
+    """Model -> the functions whose instruction counts moved most (for failing instruction counts)."""
 
     @property
     def passed(self) -> bool:
@@ -107,12 +143,35 @@ class UpdateResult:
     notes: list[str]
 
 
-def validate_tolerance(tolerance_pct: float) -> float:
+def validate_tolerance(tolerance_pct: float, flag: str = "--tolerance") -> float:
     """The tolerance as a fraction; UsageError unless 0 < PCT < 1000 and finite."""
     if not (isinstance(tolerance_pct, int | float) and math.isfinite(tolerance_pct)
             and 0 < tolerance_pct < 1000):
-        raise UsageError(f"--tolerance must be a percentage above 0 and below 1000, got {tolerance_pct!r}")
+        raise UsageError(f"{flag} must be a percentage above 0 and below 1000, got {tolerance_pct!r}")
     return tolerance_pct / 100.0
+
+
+def this_machine(env: Mapping[str, Any], threads: int | None = None) -> Machine:
+    return Machine(cpu=env.get("cpu_model"), family=env.get("cpu_family"), threads=threads)
+
+
+def latency_incomparable(baseline: Machine, here: Machine) -> str | None:
+    """Why latency ratios from `baseline`'s CPU cannot be judged on this one (None: they can)."""
+    if baseline.cpu is None:
+        return "not comparable (the baseline does not record its CPU; rewrite it with --update)"
+    if baseline.cpu != here.cpu:
+        return f"not comparable (baseline from {baseline.cpu}; this CPU is {here.cpu})"
+    return None
+
+
+def instructions_incomparable(baseline: Machine, here: Machine) -> str | None:
+    """Why instruction counts from `baseline`'s CPU family cannot be judged here (None: they can)."""
+    if baseline.family is None:
+        return "not comparable (the baseline does not record its CPU family; rewrite it with --update)"
+    if baseline.family != here.family:
+        return (f"not comparable (counted on {baseline.describe()}; this CPU is {here.cpu} "
+                f"[{here.family}]; compare against a revision instead: bench check --against HEAD~1)")
+    return None
 
 
 def _known_models(names: tuple[str, ...]) -> list[str]:
@@ -125,21 +184,30 @@ def _known_models(names: tuple[str, ...]) -> list[str]:
 
 
 def _measure(spec: MatrixSpec, cells: list[Cell], latency_models: list[str], reference: str,
-             plan: InterleavePlan, context: Context) -> Measured:
-    env = run_context()
+             plan: InterleavePlan, context: Context, *, instruction_models: list[str] = (),
+             instruction_context: Context = INSTRUCTION_CONTEXT,
+             overrides: Mapping[str, Mapping[str, Any]] | None = None,
+             env: dict[str, Any] | None = None) -> Measured:
+    env = env or run_context()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     started = time.perf_counter()
     rows = measure_counts(spec, cells, env, stamp)
     seconds = {"counts": time.perf_counter() - started}
+    if instruction_models:
+        started = time.perf_counter()
+        counted = instruction_spec(list(instruction_models), instruction_context, overrides)
+        rows += measure_instruction_rows(counted, env, stamp)
+        seconds["instructions"] = time.perf_counter() - started
     latency = None
     if latency_models:
         started = time.perf_counter()
         latency = _time(spec, latency_models, reference, plan, context)
         rows += _latency_rows(spec, latency, reference, env, stamp)
         seconds["latency"] = time.perf_counter() - started
-    values = {(r["model"], r["metric"]): float(r["value"]) for r in rows if r["status"] == "ok"}
-    errors = {(r["model"], r["metric"]): str(r.get("error")) for r in rows if r["status"] != "ok"}
-    return Measured(rows, values, errors, seconds, latency)
+    totals = [r for r in rows if not str(r.get("stat") or "").startswith(FUNCTION_STAT)]
+    values = {(r["model"], r["metric"]): float(r["value"]) for r in totals if r["status"] == "ok"}
+    errors = {(r["model"], r["metric"]): str(r.get("error")) for r in totals if r["status"] != "ok"}
+    return Measured(rows, values, errors, seconds, latency, env)
 
 
 def _time(spec: MatrixSpec, names: list[str], reference: str, plan: InterleavePlan,
@@ -160,6 +228,7 @@ def _time(spec: MatrixSpec, names: list[str], reference: str, plan: InterleavePl
         failed={model[key]: why for key, why in pairs.failed.items()},
         rounds=timing.rounds,
         plan=timing.plan,
+        load=getattr(timing, "load", None),
     )
 
 
@@ -173,7 +242,7 @@ def _latency_rows(spec: MatrixSpec, latency: GateLatency, reference_name: str,
                     resolution=spec.resolutions[0], batch_size=spec.batch_sizes[0])
         context = context_columns(spec, name, env, batch_size=spec.batch_sizes[0], cell=cell.key)
         common = {**context, "stat": "median", "status": "ok", "counter": "wall clock",
-                  "timestamp": stamp}
+                  "timestamp": stamp, **load_columns(latency.load)}
         rows.append({
             **common, "metric": cmp.LATENCY_RATIO, "value": round(ratio, 5),
             "unit": f"{RATIO_UNIT_PREFIX}{latency.reference}", "n": rounds,
@@ -211,6 +280,8 @@ def _reference(options: GateOptions, baseline: Baseline | None, update: bool) ->
 def run_check(options: GateOptions) -> CheckResult:
     """Measure what the baseline gates and compare (see `bench.gate.compare`)."""
     tolerance = validate_tolerance(options.tolerance_pct)
+    instructions_tolerance = validate_tolerance(options.instructions_tolerance_pct,
+                                                "--instructions-tolerance")
     baseline = load_baseline(options.baseline)
     names = baseline.models
     if options.models:
@@ -222,27 +293,72 @@ def run_check(options: GateOptions) -> CheckResult:
         names = chosen
     reference = _reference(options, baseline, update=False)
     gated = {k: v for k, v in baseline.values.items() if k[0] in names and k[1] in cmp.GATED_METRICS}
-    notes = []
+    env = run_context()
+    here = this_machine(env)
+    notes: list[str] = []
+    withheld: dict[cmp.Key, tuple[str, str]] = {}
     if options.skip_latency:
         gated = {k: v for k, v in gated.items() if k[1] != cmp.LATENCY_RATIO}
         notes.append("latency not checked (--skip-latency)")
     elif baseline.reference is None:
         notes.append(f"{baseline.path} has no latency rows: latency not checked")
+    else:
+        why = latency_incomparable(baseline.latency_machine, here)
+        if why:
+            withheld.update({k: (cmp.NOT_COMPARABLE, why) for k in gated if k[1] == cmp.LATENCY_RATIO})
+            notes.append(f"latency {why}")
+    counted = [k for k in gated if k[1] == cmp.INSTRUCTIONS]
+    if options.skip_instructions:
+        gated = {k: v for k, v in gated.items() if k[1] != cmp.INSTRUCTIONS}
+        notes.append("instruction counts not checked (--skip-instructions)")
+    elif not counted:
+        notes.append(f"{baseline.path} has no instruction counts: instructions not checked "
+                     "(add them with --update)")
+    else:
+        why = (instructions_incomparable(baseline.instruction_machine, here)
+               or callgrind.unavailable())
+        if why:
+            verdict = cmp.NOT_COMPARABLE if why.startswith("not comparable") else cmp.NOT_MEASURED
+            withheld.update({k: (verdict, why) for k in counted})
+            notes.append(f"instruction counts {why}")
     wanted: dict[str, set[str]] = {}
     for model, metric in gated:
         wanted.setdefault(model, set()).add(metric)
-    latency_models = [n for n in names if (n, cmp.LATENCY_RATIO) in gated]
+    latency_models = [n for n in names if (n, cmp.LATENCY_RATIO) in gated
+                      and (n, cmp.LATENCY_RATIO) not in withheld]
+    instruction_models = [n for n in names if (n, cmp.INSTRUCTIONS) in gated
+                          and (n, cmp.INSTRUCTIONS) not in withheld]
     spec = gate_spec(models.in_model_order([*names, reference]), baseline.context,
                      options.overrides)
     measured = _measure(spec, count_cells(spec, wanted), latency_models, reference, options.plan,
-                        baseline.context)
-    findings = cmp.compare(gated, measured.values, tolerance=tolerance, errors=measured.errors)
+                        baseline.context, instruction_models=instruction_models,
+                        instruction_context=baseline.instruction_context,
+                        overrides=options.overrides, env=env)
+    findings = cmp.compare(gated, measured.values, tolerance=tolerance, errors=measured.errors,
+                           tolerances={cmp.INSTRUCTIONS: instructions_tolerance}, withheld=withheld)
     findings = _confirm_latency(findings, spec, reference, options.plan, baseline.context, tolerance,
                                 measured)
     hint = cmp.reference_hint(findings, reference)
     if hint:
         notes.append(hint)
-    return CheckResult(findings, measured, names, reference if latency_models else None, notes)
+    busy = _busy_note(measured.latency)
+    if busy:
+        notes.append(busy)
+    now_functions = measured.functions
+    moved = {f.model: cmp.function_changes(baseline.functions.get(f.model, {}),
+                                           now_functions.get(f.model, {}))
+             for f in findings if f.metric == cmp.INSTRUCTIONS and f.failed and f.now is not None}
+    return CheckResult(findings, measured, names, reference if latency_models else None, notes,
+                       moved)
+
+
+def _busy_note(latency: GateLatency | None) -> str | None:
+    """A warning when other work held more than the stated share of the cores while timing."""
+    load = latency.load if latency else None
+    if load is None or not getattr(load, "busy", False):
+        return None
+    return (f"BUSY: latency was timed while {load.describe()}; its ratios are not to be trusted "
+            "(with more torch threads than free cores a call can become tens of times slower)")
 
 
 def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: str, plan: InterleavePlan,
@@ -280,7 +396,15 @@ def run_update(options: GateOptions) -> UpdateResult:
     spec = gate_spec(models.in_model_order([*names, reference]), context, options.overrides)
     cells = count_cells(spec, {name: cmp.COUNT_METRICS for name in names})
     latency_models = [] if options.skip_latency else names
-    measured = _measure(spec, cells, latency_models, reference, options.plan, context)
+    instruction_models = [] if options.skip_instructions else names
+    reason = callgrind.unavailable() if instruction_models else None
+    if reason:
+        raise UsageError(f"cannot count instructions: {reason}; or pass --skip-instructions to write "
+                         "a baseline without them")
+    instruction_context = old.instruction_context if old else INSTRUCTION_CONTEXT
+    measured = _measure(spec, cells, latency_models, reference, options.plan, context,
+                        instruction_models=instruction_models,
+                        instruction_context=instruction_context, overrides=options.overrides)
     failed = [r for r in measured.rows if r["status"] != "ok"]
     if failed:
         first = failed[0]
@@ -294,13 +418,20 @@ def run_update(options: GateOptions) -> UpdateResult:
         rows = rows + kept
         if kept:
             notes.append(f"latency rows kept from the earlier baseline (not re-measured): {len(kept)}")
+    if options.skip_instructions and old:
+        kept = [r for r in old.rows if r["metric"] == cmp.INSTRUCTIONS and r["model"] in names]
+        rows = rows + kept
+        if kept:
+            notes.append(f"instruction rows kept from the earlier baseline (not re-measured): "
+                         f"{len(kept)}")
     if options.overrides:
         flags = " ".join(f"--override {m}:{k}={v}" for m, kv in options.overrides.items()
                          for k, v in kv.items())
         notes.append(f"written with overrides; only a check with the same flags ({flags}) matches it")
     order = models.in_model_order([r["model"] for r in rows])
     rows.sort(key=lambda r: order.index(r["model"]))  # stable: each model's metrics keep their order
-    new_values = {(r["model"], r["metric"]): float(r["value"]) for r in rows}
+    new_values = {(r["model"], r["metric"]): float(r["value"]) for r in rows
+                  if not str(r.get("stat") or "").startswith(FUNCTION_STAT)}
     changes = cmp.baseline_changes(old.values if old else {}, new_values)
     written = write_baseline(path, rows)
     return UpdateResult(changes, path, written, measured, names, notes)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.gate.compare import COUNT_METRICS, LATENCY_RATIO, Change, Finding
+from bench.gate.compare import (
+    COUNT_METRICS,
+    INSTRUCTIONS,
+    LATENCY_RATIO,
+    OK,
+    Change,
+    Finding,
+    FunctionChange,
+)
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
@@ -59,24 +67,53 @@ def findings_table(findings: Sequence[Finding]) -> str:
 
 def summary_table(findings: Sequence[Finding], models: Sequence[str],
                   latency_ms: dict[str, float], reference: str | None) -> str:
-    """One line per model: how many counts matched, and its latency ratio then and now."""
+    """One line per model: how many counts matched, its instruction count's change, and its
+    latency ratio then and now."""
     rows = []
     for model in models:
         mine = [f for f in findings if f.model == model]
         counts = [f for f in mine if f.metric in COUNT_METRICS]
         ratio = next((f for f in mine if f.metric == LATENCY_RATIO), None)
+        counted = next((f for f in mine if f.metric == INSTRUCTIONS), None)
         rows.append([
             model,
             f"{sum(not f.failed for f in counts)}/{len(counts)} equal" if counts else "-",
+            _verdict_or(counted, lambda f: format_change(f.change_pct)),
             format_value("latency_ms", latency_ms.get(model)),
             format_value(LATENCY_RATIO, ratio.baseline) if ratio else "-",
-            format_value(LATENCY_RATIO, ratio.now) if ratio else "-",
-            format_change(ratio.change_pct) if ratio else "-",
+            _verdict_or(ratio, lambda f: format_value(LATENCY_RATIO, f.now)),
+            _verdict_or(ratio, lambda f: format_change(f.change_pct)),
             ("FAIL" if any(f.failed for f in mine) else "ok"),
         ])
     unit = f"x {reference}" if reference else "ratio"
-    return render(["model", "counts", "ms now", f"baseline {unit}", f"now {unit}", "change", "status"],
-                  rows, [False, False, True, True, True, True, False])
+    return render(["model", "counts", "instructions", "ms now", f"baseline {unit}", f"now {unit}",
+                   "change", "status"],
+                  rows, [False, False, True, True, True, True, True, False])
+
+
+def _verdict_or(finding: Finding | None, shown) -> str:
+    """'-' without a finding, the verdict where there is none to show (not comparable, not
+    measured), else `shown(finding)`."""
+    if finding is None:
+        return "-"
+    if finding.now is None and finding.verdict != OK:
+        return finding.verdict
+    return shown(finding)
+
+
+def function_changes_text(model: str, finding: Finding, changes: Sequence[FunctionChange]) -> str:
+    """The lines a failing instruction count prints: the model, the change, and the functions whose
+    counts moved most."""
+    lines = [f"{model}: instructions {format_value(INSTRUCTIONS, finding.baseline)} -> "
+             f"{format_value(INSTRUCTIONS, finding.now)} ({format_change(finding.change_pct)}); "
+             f"the functions that changed most:"]
+    for change in changes:
+        before = "-" if change.before is None else f"{change.before:,}"
+        after = "-" if change.after is None else f"{change.after:,}"
+        lines.append(f"  {change.delta:+,} Ir  {change.function}  ({before} -> {after})")
+    if not changes:
+        lines.append("  (no function's count moved among the ones kept)")
+    return "\n".join(lines)
 
 
 def changes_table(changes: Sequence[Change]) -> str:

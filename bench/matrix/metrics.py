@@ -48,6 +48,9 @@ cell)."""
 
 GATE_EXACT = "exact"
 """The gate compares the value exactly (within `gate_slack` as a fraction)."""
+GATE_RELATIVE = "relative"
+"""The gate compares the value within a relative tolerance of its own (`gate_tolerance_pct`, changed
+with the gate's --<metric>-tolerance): deterministic up to a small spread, like instruction counts."""
 GATE_RATIO = "ratio"
 """The gate compares the metric's `gate_row` (a ratio to a reference model timed in the same run)
 within the gate's --tolerance."""
@@ -87,6 +90,8 @@ class Metric:
     gate: str | None = None
     """GATE_EXACT, GATE_RATIO or None (not gated)."""
     gate_slack: float = 0.0
+    gate_tolerance_pct: float = 0.0
+    """GATE_RELATIVE: the default tolerance in percent."""
     gate_row: str | None = None
     """GATE_RATIO: the derived row the gate compares (e.g. latency_ratio)."""
     timing: bool = False
@@ -101,6 +106,8 @@ class Metric:
         unknown = [a for a in (*self.axes, *self.fixed) if a not in AXES]
         if unknown:
             raise ValueError(f"metric {self.name}: unknown axes {unknown}; valid: {AXES}")
+        if self.gate == GATE_RELATIVE and not self.gate_tolerance_pct > 0:
+            raise ValueError(f"metric {self.name}: a relative-gated metric names its tolerance")
         if self.gate == GATE_RATIO and not self.gate_row:
             raise ValueError(f"metric {self.name}: a ratio-gated metric names its gate_row")
 
@@ -184,6 +191,13 @@ METRIC_REGISTRY: list[Metric] = [
            derived=("peak_bandwidth_gbs",), scope=PER_MACHINE, fixed={"resolution": None,
                                                                       "batch": None}, timing=True,
            unvaried=_MACHINE),
+    # callgrind instructions of one eager forward (valgrind's AVX2 path), every model in one run
+    Metric("instructions", "instructions", "bench.matrix.instruction_cells:measure_instructions",
+           axes=("resolution", "batch"), scope=PER_CONTEXT,
+           fixed={"device": "cpu", "dtype": "float32", "mode": "eager"},
+           unvaried={"device": "counted on the CPU, under valgrind",
+                     "dtype": "counted in float32", "mode": "counted in eager mode"},
+           integers=("instructions",), gate=GATE_RELATIVE, gate_tolerance_pct=1.0),
     # torch.profiler: where one call's time goes, per block and kind of work (formerly 'profile')
     Metric("breakdown", "ms", f"{_CELLS}:measure_breakdown", axes=_TIMED_AXES, pixel_cap=True,
            timing=True, aliases=("profile",)),
@@ -245,6 +259,11 @@ def renamed(names: list[str]) -> list[str]:
     """Notes for the former metric names among `names`, one each."""
     return [f"metric '{n}' is now '{ALIASES[n]}' (the old name is accepted for one release)"
             for n in dict.fromkeys(names) if n in ALIASES]
+
+
+def relative_gated() -> dict[str, Metric]:
+    """Name -> declaration of every metric the gate compares within a tolerance of its own."""
+    return {m.name: m for m in METRIC_REGISTRY if m.gate == GATE_RELATIVE}
 
 
 def ratio_gated() -> dict[str, Metric]:
