@@ -137,9 +137,44 @@ def report_update(result: UpdateResult, total: float) -> int:
     return 0
 
 
+def report_against(result, total: float) -> int:
+    """Print an `--against` comparison (A = working tree, B = the revision) and its exit code."""
+    print(f"working tree (A) against {result.revision} = {result.commit[:12]} (B), both measured now")
+    print(summary_table(result.findings, result.models, {}, result.revision))
+    for name, ratios in result.pair_ratios.items():
+        print(f"latency {name}: A/B per pair {', '.join(f'{r:.3f}' for r in ratios)} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f})")
+    for note in result.notes:
+        print(f"note: {note}")
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    if result.passed:
+        print(f"check passed: {len(result.findings)} values of {len(result.models)} models hold "
+              f"against {result.revision} in {total:.1f} s: {timing}")
+        return 0
+    failed = sum(f.failed for f in result.findings)
+    print(f"\ncheck FAILED against {result.revision}: {failed} of {len(result.findings)} values "
+          "moved (baseline = the revision, now = the working tree):")
+    print(findings_table(result.findings))
+    for finding in result.findings:
+        if finding.metric == INSTRUCTIONS and finding.model in result.function_changes:
+            print()
+            print(function_changes_text(finding.model, finding,
+                                        result.function_changes[finding.model]))
+    print(f"measured in {total:.1f} s: {timing}")
+    return 1
+
+
 def execute(args: argparse.Namespace) -> int:
     options = options_from(args)
     started = time.perf_counter()
+    if args.against is not None:
+        if args.update:
+            raise UsageError("--against compares with a revision and writes no baseline; drop "
+                             "--update (or --against)")
+        from bench.gate.against import run_against
+
+        return report_against(run_against(args.against, options, args.pairs),
+                              time.perf_counter() - started)
     if args.update:
         from bench.results.paths import ensure_writable_file
 

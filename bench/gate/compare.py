@@ -55,7 +55,10 @@ NOT_COMPARABLE = "not comparable"
 verdict, said with the baseline's CPU; not a failure."""
 NOT_MEASURED = "not measured"
 """Could not be measured here for a reason outside the code (valgrind missing); said, not a failure."""
-PASSING = (OK, NOT_COMPARABLE, NOT_MEASURED)
+INCONCLUSIVE = "inconclusive (busy)"
+"""A latency ratio out of tolerance in both runs, timed while other work held more than
+`bench.measure.load.BUSY_SHARE` of the cores: no verdict; re-run on a quieter machine."""
+PASSING = (OK, NOT_COMPARABLE, NOT_MEASURED, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)

@@ -364,7 +364,9 @@ def _busy_note(latency: GateLatency | None) -> str | None:
 def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: str, plan: InterleavePlan,
                      context: Context, tolerance: float, measured: Measured) -> list[cmp.Finding]:
     """Re-time the models whose ratio is out of tolerance (with the reference) once more, and keep
-    a failure only if the second run confirms it (`compare.confirm`)."""
+    a failure only if the second run confirms it (`compare.confirm`). A failure timed while other
+    work held more than `bench.measure.load.BUSY_SHARE` of the cores is 'inconclusive (busy)': said
+    loudly, not failed, since on a loaded machine a one-thread call can be slowed by any factor."""
     suspects = [f.model for f in findings if f.metric == cmp.LATENCY_RATIO and f.failed
                 and f.verdict != cmp.FAILED]
     if not suspects:
@@ -372,6 +374,7 @@ def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: s
     started = time.perf_counter()
     again = _time(spec, suspects, reference, plan, context)
     measured.seconds["latency re-run"] = time.perf_counter() - started
+    busy = [t.load for t in (measured.latency, again) if t and t.load is not None and t.load.busy]
     confirmed = []
     for finding in findings:
         if finding.metric == cmp.LATENCY_RATIO and finding.model in suspects:
@@ -379,6 +382,11 @@ def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: s
                 second = cmp.compare_ratio(finding.model, finding.baseline,
                                            again.ratios[finding.model], tolerance)
                 finding = cmp.confirm(finding, second)
+            if busy and finding.failed:
+                finding = cmp.Finding(finding.model, finding.metric, finding.baseline, finding.now,
+                                      cmp.INCONCLUSIVE, "; ".join(
+                                          n for n in (finding.note, f"timed while {busy[0].describe()}")
+                                          if n))
         confirmed.append(finding)
     return confirmed
 
