@@ -32,7 +32,7 @@ def baseline(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("gate") / "baseline.csv"
     measure_cells._cached_model.cache_clear()
     assert main(["check", "--update", "--baseline", str(path), "--models", MODELS,
-                 "--reference", "cunet", *FAST]) == 0
+                 "--reference", "cunet", "--skip-instructions", *FAST]) == 0
     return path
 
 
@@ -127,7 +127,7 @@ def test_update_reports_what_changed_and_keeps_latency_rows(baseline, tmp_path, 
     frame.loc[(frame["model"] == "cunet-noattn-nores") & (frame["metric"] == "nfe"), "value"] = 9
     edited = tmp_path / "edited.csv"
     frame.to_csv(edited, index=False)
-    assert main(["check", "--update", "--skip-latency", "--baseline", str(edited),
+    assert main(["check", "--update", "--skip-latency", "--skip-instructions", "--baseline", str(edited),
                  "--models", "cunet-noattn-nores", "--reference", "cunet"]) == 0
     out = capsys.readouterr().out
     changes = table_rows(out)

@@ -316,10 +316,9 @@ def function_name(annotated: str, width: int = 160) -> str:
     if text.endswith("]") and " [" in text:
         text, _, obj = text[:-1].rpartition(" [")
         obj = f" [{Path(obj).name}]"
-    if ":" in text and not text.startswith(("(", "<")):
-        head, sep, rest = text.partition(":")
-        if "(" not in head and " " not in head:
-            text = rest
+    head, sep, rest = text.partition(":")
+    if sep and not rest.startswith(":") and (head == "???" or "/" in head or "." in head):
+        text = rest  # callgrind_annotate's 'file:' prefix (C++ names hold '::', never ':x')
     if len(text) > width:
         text = text[: width - 3] + "..."
     return text + obj
