@@ -40,8 +40,11 @@ def test_against_with_update_is_refused():
 
 @pytest.mark.skipif(bool(_models_dirty()), reason="models/ has uncommitted changes: HEAD differs")
 def test_against_head_on_a_clean_tree_passes():
+    # One pair of short timing processes: one process differs from the next by up to 20 % here
+    # (memory layout, caches), so this checks the machinery at a wide latency tolerance; what the
+    # default tolerance resolves is measured in results/gate-sensitivity.
     done = bench("--against", "HEAD", "--models", "cunet-noattn-nores", "--override",
-                 "cunet-noattn-nores:width=4", "--pairs", "1", "--rounds", "2")
+                 "cunet-noattn-nores:width=4", "--pairs", "1", "--rounds", "3", "--tolerance", "50")
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]
     assert "against HEAD" in out and "check passed" in out

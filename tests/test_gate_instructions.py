@@ -10,16 +10,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import models
 from bench.cli import main
+from bench.context import run_context
+from bench.gate.baseline import INSTRUCTION_CONTEXT, write_baseline
 from bench.matrix import instruction_cells, measure_cells
 from bench.matrix.cells import expand
 from bench.matrix.runner import measure_cell
 from bench.matrix.spec import parse_spec
 from bench.measure import instructions
+from bench.results.schema import context_row
+from models.source import model_source
 
 MODEL = "cunet-noattn-nores"
-needs_valgrind = pytest.mark.skipif(instructions.unavailable() is not None,
-                                    reason=f"{instructions.unavailable()}")
 
 
 @pytest.fixture(autouse=True)
@@ -30,40 +33,54 @@ def fresh_models():
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> Path:
+def counted() -> instructions.InstructionRun:
+    """Two independent valgrind processes (one job each, side by side) counting the model at the
+    gate's small configuration and context."""
     if instructions.unavailable():
         pytest.skip(instructions.unavailable())
+    small = model_source(MODEL).small().arguments
+    jobs = [instructions.InstructionJob(label, MODEL, small) for label in ("first", "again")]
+    return instructions.count_instructions(jobs, resolution=INSTRUCTION_CONTEXT.resolution,
+                                           processes=2)
+
+
+@pytest.fixture(scope="module")
+def baseline(counted, tmp_path_factory) -> Path:
+    """A baseline of the first count's rows, with the context the gate writes."""
+    env = run_context()
+    first = instructions.InstructionRun({MODEL: counted.counts["first"]}, {}, counted.valgrind,
+                                        counted.seconds, 1)
+    source = model_source(MODEL).small()
+    context = context_row(env, model=MODEL, source=source, device="cpu", batch_size=1,
+                          resolution=INSTRUCTION_CONTEXT.resolution, channels=3, threads=1)
+    rows = [{**context, **row} for row in instruction_cells.instruction_rows(first, [MODEL])]
     path = tmp_path_factory.mktemp("instructions") / "baseline.csv"
-    assert main(["check", "--update", "--skip-latency", "--baseline", str(path),
-                 "--models", MODEL]) == 0
+    write_baseline(path, rows)
     return path
 
 
-@needs_valgrind
-def test_instruction_count_of_a_tiny_model_is_a_positive_integer_and_repeats():
-    # Two independent valgrind processes (one job each), run side by side.
-    jobs = [instructions.InstructionJob(label, MODEL, {"width": 2}) for label in ("first", "again")]
-    run = instructions.count_instructions(jobs, resolution=16, processes=2)
-    assert run.failed == {} and run.processes == 2
-    first, again = run.counts["first"].instructions, run.counts["again"].instructions
+def test_instruction_count_of_a_tiny_model_is_a_positive_integer_and_repeats(counted):
+    assert counted.failed == {} and counted.processes == 2
+    first, again = counted.counts["first"].instructions, counted.counts["again"].instructions
     assert isinstance(first, int) and first > 1_000_000
     assert abs(again / first - 1) < 0.005, (first, again)
-    functions = run.counts["first"].functions
+    functions = counted.counts["first"].functions
     assert functions and all(ir > 0 for _, ir in functions)
     assert [ir for _, ir in functions] == sorted((ir for _, ir in functions), reverse=True)
     assert sum(ir for _, ir in functions) <= first
 
 
-def test_baseline_holds_counts_functions_and_the_cpu(baseline):
-    frame = pd.read_csv(baseline)
+def test_the_committed_baseline_holds_counts_functions_and_the_cpu():
+    frame = pd.read_csv(Path(__file__).resolve().parents[1] / "results" / "baseline.csv")
     counted = frame[frame["metric"] == "instructions"]
     total = counted[counted["stat"] == "value"]
-    assert len(total) == 1 and int(total["value"].iloc[0]) > 1_000_000
-    assert (counted["stat"].str.startswith("function ")).sum() >= 5
+    assert set(total["model"]) == set(models.available())
+    assert (total["value"] > 1_000_000).all()
+    assert (counted["stat"].str.startswith("function ")).sum() >= 5 * len(total)
     assert set(counted["resolution"]) == {32} and set(counted["threads"]) == {1}
     assert counted["cpu_family"].notna().all() and counted["cpu"].notna().all()
-    assert "AVX2 path under valgrind" in total["counter"].iloc[0]
-    assert '"num_filters": 4' in total["config"].iloc[0]  # the family's small configuration
+    assert total["counter"].str.contains("AVX2 path under valgrind").all()
+    assert total["config"].str.contains('"num_filters": 4').sum() == len(total) - 1  # small
 
 
 def test_doctored_instruction_baseline_fails_naming_model_metric_and_functions(baseline, tmp_path,

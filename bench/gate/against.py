@@ -8,10 +8,13 @@ that "does this change regress against main?" needs neither a stored baseline no
   process per side (the revision's `models` first on its path), written to a temporary baseline,
   and compared with the gate's own rules (B as the baseline): counts exactly, instructions within
   --instructions-tolerance. Both sides run on this CPU, so every instruction count is comparable.
-- Latency: `pairs` pairs of processes run alternately (A, B, A, B, ...), each timing every model
-  round-robin; a model's verdict is the median over pairs of (A's median / B's median in the same
-  pair) against --tolerance, and the range of those ratios is shown. Adjacent processes see
-  nearly the same machine, so load that hits a pair hits both sides.
+- Latency: `pairs` pairs of processes run alternately (A B, B A, A B, ...), each timing every
+  model round-robin; a model's verdict is the median over pairs of (A's median / B's median in
+  the same pair) against --tolerance, and the range of those ratios is shown. Adjacent processes
+  see nearly the same machine, so load that hits a pair hits both sides; but one process differs
+  from the next by more than one interleaved run does (memory layout, caches: the same small
+  cU-Net measured 20 % apart in two processes here), so use several pairs. A failure while a
+  timing process was busy is 'inconclusive (busy)'.
 """
 
 from __future__ import annotations
@@ -122,19 +125,25 @@ def _override_flags(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return flags
 
 
-def _measure_counts(side: Side, names: Sequence[str], options: GateOptions, out: Path) -> None:
-    """Counts and instruction counts of `names` on one side, as a baseline file at `out`."""
+def _start_counts(side: Side, names: Sequence[str], options: GateOptions, out: Path
+                  ) -> subprocess.Popen:
+    """Start measuring the counts and instruction counts of `names` on one side, into a baseline
+    file at `out` (a `bench check --update` child with the side's path)."""
     command = [sys.executable, "-P", "-m", "bench", "check", "--update", "--skip-latency",
                "--baseline", str(out), "--models", ",".join(names),
                *_override_flags(options.overrides)]
     if options.skip_instructions:
         command.append("--skip-instructions")
-    done = subprocess.run(command, cwd=os.getcwd(), env=_child_env(side), capture_output=True,
-                          text=True, timeout=3600)
-    if done.returncode != 0:
-        lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+    return subprocess.Popen(command, cwd=os.getcwd(), env=_child_env(side), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish_counts(side: Side, process: subprocess.Popen) -> None:
+    stdout, stderr = process.communicate(timeout=3600)
+    if process.returncode != 0:
+        lines = [ln for ln in (stderr + stdout).splitlines() if ln.strip()]
         raise UsageError(f"--against: measuring {side.label} failed: "
-                         f"{lines[-1] if lines else f'exit {done.returncode}'}")
+                         f"{lines[-1] if lines else f'exit {process.returncode}'}")
 
 
 def _time_once(side: Side, names: Sequence[str], options: GateOptions, work: Path,
@@ -188,8 +197,17 @@ def run_against(revision: str, options: GateOptions, pairs: int = 5) -> AgainstR
         work = Path(tmp)
         a_side, b_side = Side("the working tree"), Side(f"{revision}", (str(overlay),))
         started = time.perf_counter()
-        _measure_counts(b_side, names, options, work / "b.csv")
-        _measure_counts(a_side, names, options, work / "a.csv")
+        # Both sides at once: counts do not depend on the load, and valgrind runs each child on
+        # one core, so two sides fill a 2-core machine no worse than one side's two children.
+        b_run = _start_counts(b_side, names, options, work / "b.csv")
+        a_run = _start_counts(a_side, names, options, work / "a.csv")
+        try:
+            _finish_counts(b_side, b_run)
+            _finish_counts(a_side, a_run)
+        finally:
+            for process in (a_run, b_run):
+                if process.poll() is None:
+                    process.kill()
         seconds["counts and instructions"] = time.perf_counter() - started
         before, after = load_baseline(work / "b.csv"), load_baseline(work / "a.csv")
         findings = cmp.compare(before.values, after.values, tolerance=tolerance,
@@ -208,17 +226,23 @@ def run_against(revision: str, options: GateOptions, pairs: int = 5) -> AgainstR
             started = time.perf_counter()
             a_runs, b_runs = [], []
             for index in range(pairs):
-                a = _time_once(a_side, names, options, work, 2 * index)
-                b = _time_once(b_side, names, options, work, 2 * index + 1)
+                # A B, B A, A B, ...: neither side always runs first (after the other's caches).
+                order = (a_side, b_side) if index % 2 == 0 else (b_side, a_side)
+                timed = {side.label: _time_once(side, names, options, work, 2 * index + k)
+                         for k, side in enumerate(order)}
+                a, b = timed[a_side.label], timed[b_side.label]
                 a_runs.append(a["median_ms"])
                 b_runs.append(b["median_ms"])
                 loads += [a.get("load") or {}, b.get("load") or {}]
             latency, ratios = paired_verdicts(a_runs, b_runs, tolerance)
-            findings += latency
             seconds["latency"] = time.perf_counter() - started
             busy = [load for load in loads if load.get("busy")]
             if busy:
+                latency = [cmp.Finding(f.model, f.metric, f.baseline, f.now, cmp.INCONCLUSIVE,
+                                       "timed on a busy machine") if f.failed else f
+                           for f in latency]
                 notes.append(f"BUSY: {len(busy)} of {len(loads)} timing processes ran while other "
                              f"work held more than a quarter of the cores (e.g. "
-                             f"{busy[0].get('describe', '')}); treat the latency verdicts with care")
+                             f"{busy[0].get('describe', '')}); a latency change is inconclusive")
+            findings += latency
     return AgainstResult(revision, commit, findings, names, notes, seconds, ratios, moved, loads)
