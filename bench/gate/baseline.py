@@ -22,8 +22,9 @@ from bench.errors import UsageError
 from bench.files import atomic_write_text
 from bench.gate.compare import INSTRUCTIONS, KNOWN_METRICS, LATENCY_MS, LATENCY_RATIO, Key
 from bench.matrix.instruction_cells import FUNCTION_STAT
+from bench.matrix.metrics import INTEGER_METRICS
 from bench.results.damage import csv_line, file_damage
-from bench.results.schema import COLUMNS
+from bench.results.schema import COLUMNS, Row
 
 DEFAULT_BASELINE = Path("results") / "baseline.csv"
 REQUIRED_COLUMNS = ("model", "metric", "value", "unit", "stat", "device", "batch_size", "resolution",
@@ -213,12 +214,27 @@ def load_baseline(path: Path) -> Baseline:
                              else INSTRUCTION_CONTEXT))
 
 
+_INTEGER_COLUMNS = {name for name, kind in Row.__annotations__.items() if "int" in str(kind)
+                    and "float" not in str(kind)}
+
+
+def _as_written(column: str, value: Any, metric: Any) -> Any:
+    """An integer-valued float as an int where the column (or, for `value`, the metric) counts."""
+    if not isinstance(value, float) or not value.is_integer():
+        return value
+    if column in _INTEGER_COLUMNS or (column == "value" and metric in INTEGER_METRICS):
+        return int(value)
+    return value
+
+
 def write_baseline(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
     """Write `rows` atomically in the tidy format (COLUMNS); returns the number of rows.
 
-    Values keep their Python type, so integer counts are written without a trailing '.0'.
+    Integer counts and integer columns are written without a trailing '.0', also for rows read
+    back from an earlier baseline (pandas reads a column with gaps as floats).
     """
-    rows = [{column: row.get(column) for column in COLUMNS} for row in rows]
+    rows = [{column: _as_written(column, row.get(column), row.get("metric")) for column in COLUMNS}
+            for row in rows]
     frame = pd.DataFrame(rows, columns=COLUMNS, dtype=object)
     atomic_write_text(Path(path), frame.to_csv(index=False))
     return len(rows)
