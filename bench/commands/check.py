@@ -100,6 +100,14 @@ def _timing(seconds: dict[str, float], total: float) -> str:
     return f"{total:.1f} s: {parts}"
 
 
+def _print_function_changes(findings, changes: dict) -> None:
+    """After the failure table: where each failing instruction count's work moved."""
+    for finding in findings:
+        if finding.metric == INSTRUCTIONS and finding.model in changes:
+            print()
+            print(function_changes_text(finding.model, finding, changes[finding.model]))
+
+
 def report_check(result: CheckResult, total: float) -> int:
     latency = result.measured.latency
     medians = latency.median_ms if latency else {}
@@ -115,11 +123,7 @@ def report_check(result: CheckResult, total: float) -> int:
     print(f"\ncheck FAILED: {failed} of {checked} values moved "
           f"(counts must match the baseline exactly; latency ratios within the tolerance):")
     print(findings_table(result.findings))
-    for finding in result.findings:
-        if finding.metric == INSTRUCTIONS and finding.model in result.function_changes:
-            print()
-            print(function_changes_text(finding.model, finding,
-                                        result.function_changes[finding.model]))
+    _print_function_changes(result.findings, result.function_changes)
     print(f"measured in {_timing(result.measured.seconds, total)}")
     print("if the change is intended, rewrite the baseline on purpose: python -m bench check --update")
     return 1
@@ -155,11 +159,7 @@ def report_against(result, total: float) -> int:
     print(f"\ncheck FAILED against {result.revision}: {failed} of {len(result.findings)} values "
           "moved (baseline = the revision, now = the working tree):")
     print(findings_table(result.findings))
-    for finding in result.findings:
-        if finding.metric == INSTRUCTIONS and finding.model in result.function_changes:
-            print()
-            print(function_changes_text(finding.model, finding,
-                                        result.function_changes[finding.model]))
+    _print_function_changes(result.findings, result.function_changes)
     print(f"measured in {total:.1f} s: {timing}")
     return 1
 

@@ -129,7 +129,13 @@ def shim_library() -> Path:
     target = _cache_dir() / f"callgrind-shim-{digest}.so"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable home: a per-user folder in the temporary directory
+        target = Path(tempfile.gettempdir()) / f"beyond-u-bench-{os.getuid()}" / target.name
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         source = Path(work) / "shim.c"
         source.write_text(SHIM_SOURCE, encoding="utf-8")
