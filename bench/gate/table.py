@@ -83,12 +83,21 @@ def summary_table(findings: Sequence[Finding], models: Sequence[str],
             format_value(LATENCY_RATIO, ratio.baseline) if ratio else "-",
             _verdict_or(ratio, lambda f: format_value(LATENCY_RATIO, f.now)),
             _verdict_or(ratio, lambda f: format_change(f.change_pct)),
-            ("FAIL" if any(f.failed for f in mine) else "ok"),
+            _status(mine),
         ])
     unit = f"x {reference}" if reference else "ratio"
     return render(["model", "counts", "instructions", "ms now", f"baseline {unit}", f"now {unit}",
                    "change", "status"],
                   rows, [False, False, True, True, True, True, True, False])
+
+
+def _status(findings: Sequence[Finding]) -> str:
+    """FAIL if anything failed; else the first verdict that is no verdict ('inconclusive (busy)',
+    'not comparable', 'not measured'), so that a pass with a caveat says so; else ok."""
+    if any(f.failed for f in findings):
+        return "FAIL"
+    caveat = next((f.verdict for f in findings if f.verdict != OK), None)
+    return caveat or "ok"
 
 
 def _verdict_or(finding: Finding | None, shown) -> str:

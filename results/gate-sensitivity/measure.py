@@ -28,12 +28,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+import models  # noqa: E402
 from bench.context import run_context  # noqa: E402
 from bench.gate.baseline import INSTRUCTION_CONTEXT  # noqa: E402
 from bench.measure.instructions import InstructionJob, count_instructions  # noqa: E402
 from models.source import model_source  # noqa: E402
-
-import models  # noqa: E402
 
 RUNS = HERE / "runs.csv"
 FIELDS = ["experiment", "case", "hogs", "run", "model", "value", "verdict", "change_pct",
