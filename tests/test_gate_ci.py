@@ -1,5 +1,5 @@
 """CI's efficiency gate: the real `python -m bench check` against the committed baseline, at its
-default tolerances.
+default tolerances for counts and instructions.
 
 - Counts (params, thop/fvcore MACs, FlopCounterMode FLOPs, NFE, checkpoint MiB) are compared
   exactly: they do not depend on the machine.
@@ -7,8 +7,13 @@ default tolerances.
   AVX2 path) are compared within 1 % where the baseline was counted on this CPU family. On another
   family they are 'not comparable', and the second test compares the working tree with the parent
   commit, both counted now, so that CI never goes without a timing-free check of the work done.
-- Latency ratios are compared within 10 % on the CPU that wrote the baseline; on another CPU they
-  are 'not comparable (baseline from <CPU>)', not a false regression.
+- Latency ratios are compared on the CPU that wrote the baseline within CI_LATENCY_TOLERANCE_PCT
+  = 15 %, not the command's 10 %: on that CPU, from one process to the next, the presets' ratios
+  moved by up to 8 % and a small cU-Net's by 11 % (results/gate-sensitivity: the latency gate at
+  10 % raised a false alarm in 1 of 5 quiet runs), and a ratio that moves within one process moves
+  again in its confirming run. On another CPU they are 'not comparable (baseline from <CPU>)', not
+  a false regression; a failure timed on a busy machine is 'inconclusive (busy)'. Executed work is
+  what the instruction counts gate tightly.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from bench.measure import instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "results" / "baseline.csv"
+CI_LATENCY_TOLERANCE_PCT = 15
 
 
 def _bench(*argv: str) -> subprocess.CompletedProcess:
@@ -35,7 +41,7 @@ def _bench(*argv: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def committed_check() -> subprocess.CompletedProcess:
     assert BASELINE.is_file(), f"{BASELINE} is missing: create it with python -m bench check --update"
-    return _bench("--baseline", str(BASELINE))
+    return _bench("--baseline", str(BASELINE), "--tolerance", str(CI_LATENCY_TOLERANCE_PCT))
 
 
 def test_committed_baseline_holds(committed_check):
