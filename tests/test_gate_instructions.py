@@ -160,3 +160,18 @@ def test_instruction_rows_say_what_they_count():
 ])
 def test_function_names_drop_the_file_and_the_object_path(annotated, name):
     assert instructions.function_name(annotated) == name
+
+
+@pytest.mark.parametrize(("value", "problem"), [("63725465.5", "is not an integer"),
+                                                ("many", "non-numeric")])
+def test_a_damaged_instruction_count_in_a_baseline_is_refused_in_one_line(tmp_path, value, problem):
+    from bench.errors import UsageError
+    from bench.gate.baseline import load_baseline
+
+    rows = [{"model": MODEL, "metric": "instructions", "value": value, "unit": "instructions",
+             "stat": "value", "status": "ok", "device": "cpu", "batch_size": 1, "resolution": 32,
+             "channels": 3, "threads": 1}]
+    path = tmp_path / "b.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with pytest.raises(UsageError, match=problem):
+        load_baseline(path)

@@ -23,7 +23,7 @@ from bench.files import atomic_write_text
 from bench.gate.compare import INSTRUCTIONS, KNOWN_METRICS, LATENCY_MS, LATENCY_RATIO, Key
 from bench.matrix.instruction_cells import FUNCTION_STAT
 from bench.matrix.metrics import INTEGER_METRICS
-from bench.results.damage import csv_line, file_damage
+from bench.results.damage import check_plausible, csv_line, file_damage
 from bench.results.schema import COLUMNS, Row
 
 DEFAULT_BASELINE = Path("results") / "baseline.csv"
@@ -190,6 +190,7 @@ def load_baseline(path: Path) -> Baseline:
     if problems:
         index, reason = next(iter(problems.items()))
         raise _fail(path, f"line {csv_line(frame, index)}: {reason} (the file is damaged or cut short)")
+    check_plausible(frame, path)  # a fractional count or a negative size is damage, not a number
     values: dict[Key, float] = {}
     functions: dict[str, dict[str, int]] = {}
     stats = frame["stat"].fillna("value").astype(str)

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.matrix.metrics import INTEGER_METRICS, machine_metrics
-from bench.results.damage import csv_line
+from bench.matrix.metrics import machine_metrics
+from bench.results.damage import check_plausible
 from bench.results.schema import COLUMNS, MEASUREMENTS, SWEEP_WALL_PER_IMAGE
 from bench.results.store import read_measurements
 
@@ -73,27 +73,6 @@ def load_results(results_dir: Path) -> Results:
     frame = read_measurements(path)
     check_plausible(frame, path)
     return results_from_frame(frame, environment, note)
-
-
-NON_NEGATIVE_UNITS = frozenset({"count", "MACs", "FLOPs", "evaluations", "MiB", "ms", "s", "GFLOP/s"})
-
-
-def check_plausible(frame: pd.DataFrame, path: Path) -> None:
-    """Refuse values no measurement can produce (a negative time or size, a fractional count), with
-    the line, instead of rendering them."""
-    values = pd.to_numeric(frame["value"], errors="coerce")
-    ok = frame["status"].astype(str).str.lower().isin(["ok", "", "nan", "none"])
-    negative = ok & frame["unit"].astype(str).isin(NON_NEGATIVE_UNITS) & (values < 0)
-    # off an integer by more than float64 rounding of the written number
-    fractional = (ok & frame["metric"].astype(str).isin(INTEGER_METRICS)
-                  & ((values - values.round()).abs() > 1e-9 * values.abs().clip(lower=1.0)))
-    for mask, what in ((negative, "is negative, which no measurement of it can be"),
-                       (fractional, "is not an integer, but it counts something")):
-        if mask.any():
-            index = mask[mask].index[0]
-            row = frame.loc[index]
-            raise UsageError(f"{path} line {csv_line(frame, index)}: {row['model']} {row['metric']} = "
-                             f"{row['value']} {what}; fix or re-measure that row")
 
 
 def results_from_frame(frame: pd.DataFrame, environment: dict[str, Any] | None = None,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.errors import UsageError
+
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 STATUSES = ("ok", "failed")
 
@@ -101,3 +103,26 @@ def _ends_with_newline(path: Path) -> bool:
             return True
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) == b"\n"
+
+
+NON_NEGATIVE_UNITS = frozenset({"count", "MACs", "FLOPs", "evaluations", "MiB", "ms", "s", "GFLOP/s"})
+
+
+def check_plausible(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse values no measurement can produce (a negative time or size, a fractional count), with
+    the line, instead of rendering them."""
+    from bench.matrix.metrics import INTEGER_METRICS  # the registry, which imports no results code
+
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    ok = frame["status"].astype(str).str.lower().isin(["ok", "", "nan", "none"])
+    negative = ok & frame["unit"].astype(str).isin(NON_NEGATIVE_UNITS) & (values < 0)
+    # off an integer by more than float64 rounding of the written number
+    fractional = (ok & frame["metric"].astype(str).isin(INTEGER_METRICS)
+                  & ((values - values.round()).abs() > 1e-9 * values.abs().clip(lower=1.0)))
+    for mask, what in ((negative, "is negative, which no measurement of it can be"),
+                       (fractional, "is not an integer, but it counts something")):
+        if mask.any():
+            index = mask[mask].index[0]
+            row = frame.loc[index]
+            raise UsageError(f"{path} line {csv_line(frame, index)}: {row['model']} {row['metric']} = "
+                             f"{row['value']} {what}; fix or re-measure that row")
