@@ -288,12 +288,9 @@ def _parse_dump(label: str, path: Path) -> InstructionCount:
 def top_functions(path: Path, limit: int = TOP_FUNCTIONS) -> tuple[tuple[str, int], ...]:
     """callgrind_annotate's own per-function totals (exclusive Ir) of one dump, largest first:
     ('function [object file]', Ir)."""
-    done = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100",
-                           "--show-percs=no", str(path)],
+    # No --show-percs=no: older callgrind_annotate lacks it; the pattern skips the percentages.
+    done = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(path)],
                           capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:  # older callgrind_annotate lacks --show-percs
-        done = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(path)],
-                              capture_output=True, text=True, timeout=300)
     functions: list[tuple[str, int]] = []
     in_table = False
     for line in done.stdout.splitlines():
