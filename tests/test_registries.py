@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.errors import UsageError
 from bench.gate import compare
 from bench.matrix import metrics
 from bench.matrix.cells import expand
 from bench.matrix.spec import parse_spec
 from bench.report import data as report_data
 from bench.report import registry as report_registry
+from bench.results.damage import check_plausible
 from bench.results.keys import migrate_cell_key
 
 
@@ -40,8 +42,13 @@ def _spec(metric_names: list[str], **matrix) -> object:
     return parse_spec({"matrix": table}, name="t")
 
 
-def test_the_views_of_other_layers_are_read_from_the_declarations() -> None:
-    assert report_data.INTEGER_METRICS is metrics.INTEGER_METRICS
+def test_the_views_of_other_layers_are_read_from_the_declarations(fresh_registry) -> None:
+    fresh_registry.register_metric(metrics.Metric(
+        "widgets", "count", f"{__name__}:measure_nothing", integers=("widgets",)))
+    rows = pd.DataFrame([{"model": "unet", "metric": "widgets", "value": 2.5, "unit": "count",
+                          "status": "ok"}])
+    with pytest.raises(UsageError, match="widgets = 2.5 is not an integer"):
+        check_plausible(rows, Path("r.csv"))  # the damage check reads the registry's integers
     assert {"params", "params_trainable", "macs_thop", "nfe"} <= metrics.INTEGER_METRICS
     assert "param_mib" not in metrics.INTEGER_METRICS
     assert report_data.MACHINE_METRICS == {"peak_gflops", "peak_bandwidth_gbs"}
