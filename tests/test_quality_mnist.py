@@ -197,7 +197,10 @@ def test_mnist_profile_trains_every_model_three_times_at_the_paper_width_ratio()
     widths = {plan.name: plan.overrides["width"] for plan in profile.models}
     assert widths["unet"] == 4 * widths["cunet"] == 4 * widths["cunet-film"]  # the paper's 64:16
     assert profile.sweep.n >= 500 and profile.sweep.kid_subset_size < profile.sweep.n
-    assert profile.sweep.steps == (5, 10, 20, 30, 50, 100)
+    assert profile.sweep.steps == (5, 10, 20, 50, 100)
+    assert profile.sweep.samplers == ("ddpm", "dpmsolver++", "unipc")
+    for modern in ("dpmsolver++", "unipc"):
+        assert profile.sweep.steps_for(modern) == (5, 10, 15, 20, 25)
     assert profile.sweep.extractor == "mnist5k-classifier"
     paper = get_profile("mnist-paper")
     assert (paper.resolution, paper.channels, paper.device) == (64, 3, "cuda")

@@ -122,8 +122,9 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     fid = frame[frame["metric"] == "fid"]
     trained = fid[fid["checkpoint"].str.startswith("checkpoints/")]
     sweep = profile.sweep
-    assert len(trained) == (len(profile.models) * len(sweep.samplers) * len(sweep.steps)
-                            * len(sweep.seeds) * len(profile.trainings()))
+    grid = sum(len(sweep.steps_for(sampler)) for sampler in sweep.samplers)
+    assert len(trained) == (len(profile.models) * grid * len(sweep.seeds) * len(profile.trainings()))
+    assert set(trained.loc[trained["sampler"] == "dpmsolver++", "steps"]) == {3}
     assert set(trained["train_seed"]) == {0, 1}
     assert set(trained["feature_extractor"]) == {"digits-classifier"}
     assert set(trained["n"]) == {sweep.n}
@@ -137,6 +138,11 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     assert kid["method"].str.contains("subsets of 12").all()  # below n, a real sampling spread
     timed = frame[frame["metric"] == "time_per_sample_s"]
     assert set(timed["train_seed"]) == {0}  # each model is timed once, on its first training
+    assert len(timed[timed["stat"] == "median"]) == len(profile.models) * grid
+    calls = frame[frame["metric"] == "denoiser_calls"]
+    assert len(calls) == len(profile.models) * grid and (calls["value"] == calls["steps"]).all()
+    flops = frame[frame["metric"] == "flops_torch"]
+    assert len(flops) == len(profile.models) and (flops["value"] > 0).all()
     bits = frame[(frame["metric"] == "bits_per_dim") & (frame["stat"] == "mean")]
     assert len(bits) == len(profile.models) * 2 and (bits["value"] > 0).all()
     assert set(bits["n"]) == {64}

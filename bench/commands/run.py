@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-only", action="store_true",
                         help="quality profiles: train every model (resuming) and stop before "
                              "sampling; a later run scores the checkpoints")
+    parser.add_argument("--train-seeds", default=None, metavar="N,N",
+                        help="quality profiles: only these of the profile's training seeds (a run "
+                             "in parts; a later run with the others, or without this flag, "
+                             "resumes the rest)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -72,6 +76,7 @@ def execute(args: argparse.Namespace) -> int:
         from bench.quality.profiles import (
             check_device,
             get_profile,
+            only_train_seeds,
             parse_quality,
             run_quality_profile,
             with_models,
@@ -82,6 +87,8 @@ def execute(args: argparse.Namespace) -> int:
         check_device(quality)  # a GPU-only profile on a CPU machine: before any output exists
         if args.model:
             with_models(quality, args.model, model_args)  # checked before writing
+        if args.train_seeds is not None:
+            quality = only_train_seeds(quality, args.train_seeds)
         outputs_writable()
         run_quality_profile(quality, out, models=args.model or None, model_args=model_args,
                             train_only=args.train_only)
@@ -90,8 +97,9 @@ def execute(args: argparse.Namespace) -> int:
                   "to sample and score them")
             return 0
     else:
-        if args.train_only:
-            raise UsageError(f"--train-only applies to quality profiles; {name} is an efficiency "
+        if args.train_only or args.train_seeds is not None:
+            flag = "--train-only" if args.train_only else "--train-seeds"
+            raise UsageError(f"{flag} applies to quality profiles; {name} is an efficiency "
                              "profile")
         from bench.matrix import load_spec
         from bench.matrix.runner import run_matrix

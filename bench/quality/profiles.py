@@ -130,6 +130,20 @@ def parse_quality(raw: dict[str, Any], name: str, where: str = "") -> QualityPro
         raise UsageError(f"{where}: {error}") from None
 
 
+def only_train_seeds(profile: QualityProfile, text: str) -> QualityProfile:
+    """`profile` limited to some of its training seeds ("0" or "1,2", from `--train-seeds`); the
+    rows and checkpoints keep their names, so a later run with the others resumes the rest."""
+    have = profile.trainings()
+    try:
+        wanted = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        wanted = ()
+    if not wanted or len(set(wanted)) != len(wanted) or not set(wanted) <= set(have):
+        raise UsageError(f"--train-seeds {text!r}: give distinct training seeds of profile "
+                         f"{profile.name!r}, comma-separated, from {', '.join(map(str, have))}")
+    return replace(profile, train_seeds=tuple(s for s in have if s in wanted))
+
+
 def _train_seeds(value: Any, where: str) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -428,7 +442,8 @@ def _sweep_entries(profile: QualityProfile, plan: ModelPlan, checkpoint: Path, o
                "train_seed": train_seed}
     first = train_seed == profile.trainings()[0]
     entries = [SweepEntry(plan.name, model, diffusion, _relative(checkpoint, out_dir), sweep.steps,
-                          sweep.samplers, sweep.seeds, timed=first, extra=columns)]
+                          sweep.samplers, sweep.seeds, timed=first, extra=columns,
+                          sampler_steps=sweep.sampler_steps)]
     if reference:  # the untrained reference: once per architecture
         untrained, untrained_diffusion = _untrained(meta, profile.train.seed)
         entries.append(SweepEntry(plan.name, untrained, untrained_diffusion, UNTRAINED,
@@ -468,8 +483,9 @@ def _run_dataset(profile: QualityProfile, dataset: str, real: Any, sweep: SweepS
     ctx = SweepContext(dataset=dataset, real=real, shape=shape, store=shard.store, base_row=base,
                        samples_dir=out_dir / "samples", dist=shard.local, heldout=heldout)
     if dist.is_main:
-        print(f"[{profile.name}] sweeping {dataset}: steps {list(sweep.steps)}, samplers "
-              f"{list(sweep.samplers)}, n={sweep.n}, seeds {list(sweep.seeds)}", flush=True)
+        grid = ", ".join(f"{s} {list(sweep.steps_for(s))}" for s in sweep.samplers)
+        print(f"[{profile.name}] sweeping {dataset}: steps per sampler {grid}, n={sweep.n}, "
+              f"seeds {list(sweep.seeds)}", flush=True)
         record_extractor(sweep, ctx)  # trains a classifier extractor once, before the ranks use it
         score_real_reference(sweep, ctx)
     dist.barrier()

@@ -50,6 +50,8 @@ class SweepSettings:
 
     steps: tuple[int, ...]
     samplers: tuple[str, ...] = ("ddpm", "ddim")
+    sampler_steps: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Step counts of a sampler where they differ from `steps` (e.g. a few-step solver's 5-25)."""
     n: int = 100
     seeds: tuple[int, ...] = (0, 1, 2)
     extractor: str = "digits-classifier"
@@ -82,6 +84,20 @@ class SweepSettings:
         if unknown:  # an error before anything is trained, never a silent fallback
             raise UsageError(f"unknown sampler(s) {', '.join(map(str, unknown))}; valid: "
                              f"{', '.join(SAMPLERS)}")
+        if not isinstance(self.sampler_steps, Mapping):
+            raise UsageError(f"[sweep] sampler_steps must map sampler names to step lists, e.g. "
+                             f'{{ "dpmsolver++" = [5, 10] }}, got {self.sampler_steps!r}')
+        stray = sorted(set(self.sampler_steps) - set(self.samplers))
+        if stray:
+            raise UsageError(f"[sweep] sampler_steps names {', '.join(stray)}, not among samplers "
+                             f"({', '.join(self.samplers)})")
+        for sampler, counts in self.sampler_steps.items():
+            if (not isinstance(counts, list | tuple) or not counts
+                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts)):
+                raise UsageError(f"[sweep] sampler_steps.{sampler} must be a non-empty list of "
+                                 f"integers >= 1, got {counts!r}")
+        object.__setattr__(self, "sampler_steps",
+                           {s: tuple(c) for s, c in self.sampler_steps.items()})
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 4:
             raise UsageError(f"[sweep] n must be an integer >= 4 (images per scored set), got "
                              f"{self.n!r}")
@@ -113,6 +129,10 @@ class SweepSettings:
             raise UsageError(f"[sweep] n = {self.n} is larger than the real reference set "
                              f"({real_count} images); use n <= {real_count}")
 
+    def steps_for(self, sampler: str) -> tuple[int, ...]:
+        """The step counts at which `sampler` is swept."""
+        return tuple(self.sampler_steps.get(sampler, self.steps))
+
     def untrained_grid(self) -> tuple[int, ...]:
         if self.untrained_steps:
             return tuple(self.untrained_steps)
@@ -132,6 +152,13 @@ class SweepEntry:
     seeds: tuple[int, ...]
     timed: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    sampler_steps: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """A sampler's own step counts, where they differ from `steps`."""
+
+    def grid(self) -> list[tuple[str, int]]:
+        """Every (sampler, steps) pair of this denoiser, sampler by sampler."""
+        return [(sampler, steps) for sampler in self.samplers
+                for steps in self.sampler_steps.get(sampler, self.steps)]
 
     @property
     def trained(self) -> bool:
@@ -349,44 +376,46 @@ def _entry_row(entry: SweepEntry, ctx: SweepContext, **columns: Any) -> dict[str
 def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                 progress: bool = True) -> None:
     """Every (sampler, steps, seed) cell of one denoiser."""
+    from bench.measure.load import load_columns, measure_load
+
     done = _done(ctx)
     device = ctx.dist.device
     train_seed = entry.extra.get("train_seed")
     entry.model.to(device).eval()
     entry.diffusion.to(device)
-    for sampler in entry.samplers:
-        for steps in entry.steps:
-            for seed in entry.seeds:
-                cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, sampler, steps,
-                                        seed, train_seed=train_seed)
-                if cell in done:
-                    continue
-                started = time.perf_counter()
+    for sampler, steps in entry.grid():
+        for seed in entry.seeds:
+            cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, sampler, steps,
+                                    seed, train_seed=train_seed)
+            if cell in done:
+                continue
+            started = time.perf_counter()
+            with measure_load() as load:
                 images = generate(entry.model, entry.diffusion, ctx.shape, n=settings.n,
                                   steps=steps, sampler=sampler, seed=seed, chunk=settings.chunk,
                                   device=device, dist=ctx.dist)
-                wall = time.perf_counter() - started
-                if ctx.dist.is_main:
-                    base = _entry_row(entry, ctx, sampler=sampler, steps=steps, seed=seed,
-                                      n=settings.n, feature_extractor=settings.extractor, cell=cell)
-                    rows = _score(images, ctx, settings, seed, base)
-                    rows.append({**base, "metric": SWEEP_WALL_PER_IMAGE, "value": wall / settings.n,
-                                 "unit": "s", "stat": "wall_per_sample",
-                                 "method": f"sweep batch of {settings.chunk} x "
-                                           f"{ctx.dist.world_size} rank(s)",
-                                 "status": "ok", "error": None})
-                    if seed == entry.seeds[0]:
-                        save_grid_images(grid_file(ctx.samples_dir, ctx.dataset, entry.model_name,
-                                                   entry.kind, sampler, steps, seed, train_seed),
-                                         images, settings.grid)
-                    ctx.store.add(rows)
-                    if progress:
-                        fid = next(r["value"] for r in rows if r["metric"] == "fid")
-                        trained = "" if train_seed is None else f" training {train_seed}"
-                        print(f"  {entry.model_name} [{entry.label}]{trained} {sampler} "
-                              f"{steps:>4} steps seed {seed}: fd {fid if fid is None else round(fid, 3)}"
-                              f" ({wall:.1f} s)", flush=True)
-                ctx.dist.barrier()
+            wall = time.perf_counter() - started
+            if ctx.dist.is_main:
+                base = _entry_row(entry, ctx, sampler=sampler, steps=steps, seed=seed,
+                                  n=settings.n, feature_extractor=settings.extractor, cell=cell)
+                rows = _score(images, ctx, settings, seed, base)
+                rows.append({**base, "metric": SWEEP_WALL_PER_IMAGE, "value": wall / settings.n,
+                             "unit": "s", "stat": "wall_per_sample", "batch_size": settings.chunk,
+                             "method": f"sweep batch of {settings.chunk} x "
+                                       f"{ctx.dist.world_size} rank(s)",
+                             "status": "ok", "error": None, **load_columns(load.result)})
+                if seed == entry.seeds[0]:
+                    save_grid_images(grid_file(ctx.samples_dir, ctx.dataset, entry.model_name,
+                                               entry.kind, sampler, steps, seed, train_seed),
+                                     images, settings.grid)
+                ctx.store.add(rows)
+                if progress:
+                    fid = next(r["value"] for r in rows if r["metric"] == "fid")
+                    trained = "" if train_seed is None else f" training {train_seed}"
+                    print(f"  {entry.model_name} [{entry.label}]{trained} {sampler} "
+                          f"{steps:>4} steps seed {seed}: fd {fid if fid is None else round(fid, 3)}"
+                          f" ({wall:.1f} s)", flush=True)
+            ctx.dist.barrier()
 
 
 def likelihood_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
@@ -411,34 +440,58 @@ def likelihood_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepConte
     ctx.dist.barrier()
 
 
+def call_cost_rows(entry: SweepEntry, ctx: SweepContext, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """torch flop_counter FLOPs of one denoiser call on one image (every op of the forward, so a
+    cU-Net's count includes all its ODE-function evaluations) and that call's NFE: with a row's
+    `denoiser_calls`, FLOPs per generated sample = flops_torch x denoiser_calls."""
+    from bench.measure.compute import flop_counter_flops
+
+    count = flop_counter_flops(entry.model, ctx.shape, batch=1)
+    rows = [{**base, "metric": "flops_torch", "value": count.flops, "unit": "FLOPs",
+             "stat": "value", "method": "torch.utils.flop_counter, one call at batch 1 (2 FLOPs "
+                                        "per MAC, every ODE evaluation of the call included)"}]
+    if count.nfe is not None:
+        rows.append({**base, "metric": "nfe", "value": count.nfe.total, "unit": "evaluations",
+                     "stat": "value", "method": "model.last_nfe() of that call"})
+    return rows
+
+
 def time_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                done: set[str]) -> None:
     """Time per generated sample (batch 1, median of `time_repeats`) at each step count, measured
     with the efficiency harness's `time_per_sample` on rank 0."""
     from bench.measure.load import load_columns
     from bench.measure.sampling import time_per_sample
+    from models.diffusion.samplers import get_sampler
 
     if ctx.dist.is_main:
-        for sampler in entry.samplers:
-            for steps in entry.steps:
-                cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, sampler,
-                                        steps, None, timing=True)
-                if cell in done:
-                    continue
-                timing = time_per_sample(
-                    entry.model, steps=steps, batch=1, channels=ctx.shape[0],
-                    resolution=ctx.shape[1], sampler=sampler, device=str(ctx.dist.device),
-                    repeats=settings.time_repeats, diffusion=entry.diffusion)
-                base = _entry_row(entry, ctx, sampler=sampler, steps=steps, batch_size=1,
-                                  threads=timing.threads, cell=cell, status="ok",
-                                  method="bench.measure.sampling.time_per_sample",
-                                  **load_columns(timing.load))
-                ctx.store.add([
-                    {**base, "metric": "time_per_sample_s", "value": timing.median_s, "unit": "s",
-                     "stat": "median", "n": timing.n},
-                    {**base, "metric": "time_per_sample_s", "value": timing.p90_s, "unit": "s",
-                     "stat": "p90", "n": timing.n},
-                ])
+        cost_cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, "none", None, None,
+                                     timing=True)
+        if cost_cell not in done:
+            ctx.store.add(call_cost_rows(entry, ctx, _entry_row(entry, ctx, batch_size=1,
+                                                                cell=cost_cell, status="ok")))
+        for sampler, steps in entry.grid():
+            cell = quality_cell_key(ctx.dataset, entry.model_name, entry.kind, sampler,
+                                    steps, None, timing=True)
+            if cell in done:
+                continue
+            timing = time_per_sample(
+                entry.model, steps=steps, batch=1, channels=ctx.shape[0],
+                resolution=ctx.shape[1], sampler=sampler, device=str(ctx.dist.device),
+                repeats=settings.time_repeats, diffusion=entry.diffusion)
+            base = _entry_row(entry, ctx, sampler=sampler, steps=steps, batch_size=1,
+                              threads=timing.threads, cell=cell, status="ok",
+                              method="bench.measure.sampling.time_per_sample",
+                              **load_columns(timing.load))
+            ctx.store.add([
+                {**base, "metric": "time_per_sample_s", "value": timing.median_s, "unit": "s",
+                 "stat": "median", "n": timing.n},
+                {**base, "metric": "time_per_sample_s", "value": timing.p90_s, "unit": "s",
+                 "stat": "p90", "n": timing.n},
+                {**base, "metric": "denoiser_calls", "value": get_sampler(sampler).model_calls(steps),
+                 "unit": "calls", "stat": "value", "n": None,
+                 "method": "models.diffusion.samplers: Sampler.model_calls"},
+            ])
     ctx.dist.barrier()
 
 

@@ -13,7 +13,10 @@ next x using only those numbers. The same `step` serves two callers:
 
 A float32 tensor op rounds a Python-float operand to float32 before it computes, which is the value
 the float32 table holds, so both callers compute the same numbers (tested on the CPU for every
-registered sampler).
+capture-safe sampler).
+
+A sampler that is not a per-step coefficient update (a diffusers scheduler, with its own state and
+several model calls per step) overrides `run_chain`, the whole chain from x_T, and `model_calls`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from torch import Tensor
 
 from models.diffusion.respacing import RespacedSchedule
 from models.errors import ModelInputError
+
+Denoise = Callable[[Tensor, int], Tensor]
+"""(x, ORIGINAL timestep index) -> the model output at x, in x's dtype: the model call of a chain."""
 
 StepIndex = int | Tensor
 """Step k of the chain: a Python int (eager loop) or a (1,) int64 tensor on the device (graphed)."""
@@ -154,3 +160,24 @@ class Sampler:
         `noise_std` instead). Write coefficient products as `tensor * c[...]`: that order keeps a
         bfloat16 product identical between a Python-float and a 0-dim-tensor coefficient."""
         raise NotImplementedError
+
+    def model_calls(self, steps: int) -> int:
+        """Denoiser calls of one run of `steps` steps: one per step (a sampler that calls the
+        model more often overrides this; tested against a counting model)."""
+        return steps
+
+    def run_chain(self, denoise: Denoise, x: Tensor, schedule: RespacedSchedule, prediction: str,
+                  noise: Callable[[], Tensor], generator: torch.Generator, clip: bool,
+                  progress: bool = False) -> Tensor:
+        """The whole chain from the standard-normal x_T `x`: the eager loop. `noise()` is a fresh
+        standard-normal draw shaped like x from `generator` (which a sampler that draws its own
+        noise may use directly); `denoise(x, t)` calls the model at ORIGINAL timestep t."""
+        from tqdm.auto import tqdm
+
+        coeffs = self.coefficients(schedule)
+        for k in tqdm(range(coeffs.n_steps), total=coeffs.n_steps, desc=f"{self.name} sampling",
+                      disable=not progress):
+            output = denoise(x, coeffs.timesteps[k])
+            z = noise() if self.needs_noise(coeffs, k) else None
+            x = self.step(output, x, k, coeffs, prediction, z, clip)
+        return x

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from models.diffusion.process import GaussianDiffusion, Model
 from models.diffusion.respacing import RespacedSchedule
@@ -62,14 +61,14 @@ def sample(
     All noise comes from one CPU torch.Generator seeded with `seed`, drawn in float32 and then moved
     to device/dtype, so a seed gives the same samples on every call and the same noise on CPU and
     CUDA. Draw order: x_T first, then one tensor per step that adds noise, from the noisiest step
-    down. An nn.Module model is put in eval mode for the call and its previous mode restored after.
+    down (a diffusers scheduler draws its noise from the same generator, in its own order). An
+    nn.Module model is put in eval mode for the call and its previous mode restored after.
     Sampler options (DDIM's `eta`) come as keywords or in `options`, checked against what the
     sampler declares; an option of another sampler at its default (eta=0.0) asks for nothing.
     """
     chosen = resolve_sampler(sampler, options, **sampler_options)
     dims = _check_shape(shape)
     schedule = diffusion.respace(steps)
-    coeffs = chosen.coefficients(schedule)
     device = torch.device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
 
@@ -80,15 +79,15 @@ def sample(
     was_training = model.training if isinstance(model, nn.Module) else None
     if isinstance(model, nn.Module):
         model.eval()
+
+    def denoise(x: Tensor, timestep: int) -> Tensor:
+        t = torch.full((dims[0],), timestep, dtype=torch.long)
+        return model(x, t.to(device)).to(dtype)
+
     try:
         with torch.inference_mode():
-            x = noise()
-            for k in tqdm(range(coeffs.n_steps), total=coeffs.n_steps,
-                          desc=f"{chosen.name} sampling", disable=not progress):
-                t = torch.full((dims[0],), coeffs.timesteps[k], dtype=torch.long)
-                output = model(x, t.to(device)).to(dtype)
-                z = noise() if chosen.needs_noise(coeffs, k) else None
-                x = chosen.step(output, x, k, coeffs, diffusion.prediction, z, clip_denoised)
+            x = chosen.run_chain(denoise, noise(), schedule, diffusion.prediction, noise,
+                                 generator, clip_denoised, progress)
     finally:
         if isinstance(model, nn.Module) and was_training is not None:
             model.train(was_training)

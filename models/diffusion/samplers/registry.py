@@ -1,5 +1,6 @@
 """The one registry of samplers: name -> Sampler class. A new sampler is one module defining a
-`Sampler` subclass plus one line here."""
+`Sampler` subclass plus one line here (a diffusers scheduler: a small `DiffusersSampler` subclass
+in `diffusers_schedulers` plus its line)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,27 @@ from typing import Any
 from models.diffusion.samplers.base import Sampler
 from models.diffusion.samplers.ddim import DDIM
 from models.diffusion.samplers.ddpm import DDPM
+from models.diffusion.samplers.diffusers_schedulers import (
+    DiffusersDDIM,
+    DiffusersDDPM,
+    DPMSolverPlusPlus2M,
+    Euler,
+    EulerAncestral,
+    Heun,
+    UniPC,
+)
 from models.errors import ModelInputError
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "ddpm": DDPM,
     "ddim": DDIM,
+    "dpmsolver++": DPMSolverPlusPlus2M,
+    "unipc": UniPC,
+    "euler": Euler,
+    "euler-ancestral": EulerAncestral,
+    "heun": Heun,
+    "diffusers-ddpm": DiffusersDDPM,
+    "diffusers-ddim": DiffusersDDIM,
 }
 """Sampler name -> class. `name in SAMPLERS` and `', '.join(SAMPLERS)` give the valid names."""
 
