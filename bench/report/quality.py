@@ -48,7 +48,8 @@ from bench.results.schema import SWEEP_WALL_PER_IMAGE
 
 QUALITY_METRICS = frozenset({"fid", "fid_inf", "kid_mean", "kid_std", SWEEP_WALL_PER_IMAGE,
                              "time_per_sample_s", "train_loss", "train_steps", "train_time_s",
-                             "params", "bits_per_dim", "denoise_mse_x0", "denoise_mse_eps"})
+                             "params", "bits_per_dim", "denoise_mse_x0", "denoise_mse_eps",
+                             "denoiser_calls", "flops_torch", "nfe"})
 """Every metric a quality profile writes (a results dir with `fid` rows is a quality dir)."""
 
 WITHIN = 0.05
@@ -329,7 +330,8 @@ def render_latex(table: pd.DataFrame, floor: pd.DataFrame, ok: pd.DataFrame) -> 
 
 # ----------------------------------------------------------------------------- figures
 
-SAMPLER_STYLE = {"ddpm": ("-", "o"), "ddim": ("--", "s")}
+SAMPLER_STYLE = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "dpmsolver++": ("-.", "D"),
+                 "unipc": (":", "v")}
 
 
 def draw_fid_vs_steps(ok: pd.DataFrame):
@@ -472,6 +474,7 @@ def write_quality_reports(results_dir: Path, out_dir: Path) -> list[Path]:
     Raises UsageError when `results_dir` has no measurements.csv.
     """
     from bench.report.likelihood import write_likelihood_reports
+    from bench.report.quality_cost import write_quality_cost_reports
     from bench.report.quality_seeds import several_trainings, write_seed_reports
 
     results_dir, out_dir = Path(results_dir), Path(out_dir)
@@ -486,6 +489,7 @@ def write_quality_reports(results_dir: Path, out_dir: Path) -> list[Path]:
     else:
         paths = _write_single_reports(results_dir, ok, results.failed, out_dir)
     paths += write_likelihood_reports(ok, out_dir)
+    paths += write_quality_cost_reports(ok, out_dir)
     logs = _training_logs(results_dir)
     if logs:
         paths.append(render.save_figure(draw_training_curves(logs), out_dir / "training_loss.png"))
