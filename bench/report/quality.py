@@ -23,8 +23,10 @@ runs across trainings, the independent replicates) gets instead:
 - `samples_<model>.png` (best steps) and `samples_<model>_s<steps>.png` (fewest steps tried) of
   the first training.
 
-Both get `training_loss.png` (the loss curves) and, when the run estimated it, the likelihood
-report of `bench.report.likelihood`. The across-trainings reports live in
+Both get `training_loss.png` (the loss curves), when the run estimated it, the likelihood
+report of `bench.report.likelihood`, and the quality-against-cost reports of
+`bench.report.quality_cost` (`quality_cost.md` / `.csv`, `time_to_quality.csv`,
+`quality_vs_cost.png`). The across-trainings reports live in
 `bench.report.quality_seeds`. Pure functions (`score_curves`, `table1_data`, `best_settings`; there
 `table1_seeds_data`, `comparisons_data`) shape frames; `render_*`, `draw_*` and `write_*` render
 them.
