@@ -48,7 +48,9 @@ def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
                               prediction="v", schedule="sigmoid", checkpoint_every=15, log_every=5,
                               progress=False),
             sweep=SweepSettings(steps=(2, 5), n=24, seeds=(0, 1), chunk=24, time_repeats=1, grid=16,
-                                untrained_steps=(5,), kid_subset_size=12, likelihood_images=64),
+                                untrained_steps=(5,), kid_subset_size=12, likelihood_images=64,
+                                samplers=("ddpm", "ddim", "dpmsolver++"),
+                                sampler_steps={"dpmsolver++": (3,)}),
             threads=1, device="cpu"),
         "digits": QualityProfile(
             name="digits",
@@ -219,5 +221,5 @@ def test_an_unknown_sampler_is_refused_before_anything_runs() -> None:
     from bench.errors import UsageError
     from bench.quality.sweep import SweepSettings
 
-    with pytest.raises(UsageError, match="unknown sampler.*euler"):
-        SweepSettings(steps=(5,), samplers=("ddpm", "euler"))
+    with pytest.raises(UsageError, match="unknown sampler.*euler-maruyama"):
+        SweepSettings(steps=(5,), samplers=("ddpm", "euler-maruyama"))

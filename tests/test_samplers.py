@@ -124,7 +124,7 @@ def test_options_are_validated_against_what_the_sampler_declares() -> None:
     run = lambda **kw: sample(model, diffusion, (1, 2, 4, 4), steps=2, **kw)  # noqa: E731
     with pytest.raises(ModelInputError, match="unknown sampler option 'gamma' for ddim"):
         run(sampler="ddim", gamma=1.0)
-    with pytest.raises(ModelInputError, match="eta applies only to the ddim sampler"):
+    with pytest.raises(ModelInputError, match="eta applies only to the ddim, diffusers-ddim sampler"):
         run(sampler="ddpm", eta=0.5)
     with pytest.raises(ModelInputError, match="eta must be a finite number >= 0, got -1.0"):
         run(sampler="ddim", eta=-1.0)
@@ -135,8 +135,8 @@ def test_options_are_validated_against_what_the_sampler_declares() -> None:
         run(sampler="ddim", eta=0.5, options={"eta": 0.5})
     with pytest.raises(ModelInputError, match="already configured"):
         run(sampler=get_sampler("ddim", eta=0.5), eta=0.5)
-    with pytest.raises(ModelInputError, match="valid: ddpm, ddim"):
-        get_sampler("euler")
+    with pytest.raises(ModelInputError, match="valid: ddpm, ddim, dpmsolver"):
+        get_sampler("euler-maruyama")
     for message in ("unknown sampler option", "applies only"):  # one line each
         try:
             get_sampler("ddpm", **({"eta": 1.0} if message == "applies only" else {"x": 1}))
