@@ -110,11 +110,18 @@ def test_one_replicate_draws_no_interval_and_claims_nothing(tmp_path):
 
 
 def test_the_report_files_show_every_cost(tmp_path):
-    write_quality_cost_reports(_rows(), tmp_path)
+    rows = _rows()
+    rows["busy"] = "False"
+    busy = (rows["metric"] == "sweep_wall_per_image_s") & (rows["model"] == "cunet") & (rows["steps"] == 50)
+    rows.loc[busy & (rows["train_seed"] == 1), "busy"] = "True"
+    write_quality_cost_reports(rows, tmp_path)
     text = (tmp_path / "quality_cost.md").read_text()
+    assert text.count(" BUSY |") == 1 and "| cunet | ddpm | 50 |" in text  # the one busy point
     for heading in ("## Every point", "## Pareto frontier per model",
                     "## Time to reach within 5 % of the best score",
-                    "## The best score within a time budget", "## In words"):
+                    "## The best score within a time budget: seconds per sample (batch 1)",
+                    "## The best score within a time budget: seconds per sample (sweep batch)",
+                    "## In words"):
         assert heading in text
     assert "95 % Student-t interval across 3 trainings" in text
     assert (tmp_path / "quality_vs_cost.png").stat().st_size > 10_000

@@ -77,10 +77,18 @@ def cost_points(ok: pd.DataFrame) -> pd.DataFrame:
         rows = rows.assign(steps=rows["steps"].astype(float))
         return rows.groupby(["dataset", "model", "sampler", "steps"])["value"].median()
 
+    def any_busy(metric: str) -> pd.Series:
+        rows = ok[(ok["metric"] == metric) & ok["steps"].notna()]
+        flags = rows.get("busy", pd.Series("", index=rows.index)).astype(str).str.lower()
+        rows = rows.assign(steps=rows["steps"].astype(float), busy=flags.isin(["true", "1"]))
+        return rows.groupby(["dataset", "model", "sampler", "steps"])["busy"].any()
+
     frame = pd.DataFrame({
         "seconds_b1": median_of("time_per_sample_s", "median"),
         "seconds_sweep": median_of(SWEEP_WALL_PER_IMAGE, None),
         "calls": median_of("denoiser_calls", None),
+        "busy_b1": any_busy("time_per_sample_s"),
+        "busy_sweep": any_busy(SWEEP_WALL_PER_IMAGE),
     })
     sweep_rows = ok[ok["metric"] == SWEEP_WALL_PER_IMAGE]
     batches = (pd.to_numeric(sweep_rows.get("batch_size"), errors="coerce")
@@ -91,7 +99,7 @@ def cost_points(ok: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=["dataset", "model", "sampler", "steps", "seconds_b1",
                                      "seconds_sweep", "sweep_batch", "calls", "flops_per_call",
-                                     "gflops"])
+                                     "gflops", "busy_b1", "busy_sweep"])
     pairs = list(zip(frame["dataset"], frame["model"], strict=True))
     frame["sweep_batch"] = [batches.get(p, math.nan) for p in pairs]
     frame["flops_per_call"] = [flops.get(p, math.nan) for p in pairs]
@@ -262,6 +270,12 @@ def _what_the_interval_is(unit: str, count: int) -> str:
     return f"95 % Student-t interval across {count} {unit}s"
 
 
+def _interval_sentence(unit: str, count: int) -> str:
+    if unit == "none":
+        return "There is no ±: " + _what_the_interval_is(unit, count) + "."
+    return f"Every ± is a {_what_the_interval_is(unit, count)}."
+
+
 def few_step_sentences(table: pd.DataFrame) -> list[str]:
     """From `time_to_quality`: per sampler, each model's fewest steps to within 5 % of its own
     best and that best, in words."""
@@ -282,19 +296,22 @@ def render_markdown(ok: pd.DataFrame, metric: str = "fid") -> str:
     label = metric_label(metric, extractor)
     count = int(points["replicates"].max())
     lines = ["# Quality against cost", "",
-             f"Score: {label}, lower is better. Every ± is a "
-             f"{_what_the_interval_is(unit, count)}. Costs are one generated image's, from the same "
-             "run and machine: seconds per sample at batch 1 (median of the timed runs, on each "
-             "model's first training), at the sweep's batch (the scored sets' wall time / n), and "
-             "GFLOPs (torch flop_counter FLOPs of one denoiser call x the run's denoiser calls; "
-             "a cU-Net call's FLOPs include all its ODE evaluations).", ""]
+             f"Score: {label}, lower is better. {_interval_sentence(unit, count)} Costs are one "
+             "generated image's, from the same run and machine: seconds per sample at batch 1 "
+             "(median of the timed runs, on each model's first training), at the sweep's batch "
+             "(the scored sets' wall time / n), and GFLOPs (torch flop_counter FLOPs of one "
+             "denoiser call x the run's denoiser calls; a cU-Net call's FLOPs include all its ODE "
+             "evaluations). BUSY: other work held more than a quarter of the cores while it was "
+             "timed (bench.measure.load); do not trust that time.", ""]
     headers = ["model", "sampler", "steps", label, "s/sample (batch 1)", "s/sample (sweep batch)",
                "GFLOPs/sample", "calls"]
     rows = []
     for _, row in points.sort_values(["model", "sampler", "steps"]).iterrows():
         rows.append([row["model"], row["sampler"], _steps(row["steps"]),
-                     _ci(row["mean"], row["low"], row["high"]), _num(row["seconds_b1"]),
-                     _num(row["seconds_sweep"]), _num(row["gflops"]), _steps(row["calls"])])
+                     _ci(row["mean"], row["low"], row["high"]),
+                     _num(row["seconds_b1"]) + (" BUSY" if row.get("busy_b1") is True else ""),
+                     _num(row["seconds_sweep"]) + (" BUSY" if row.get("busy_sweep") is True else ""),
+                     _num(row["gflops"]), _steps(row["calls"])])
     lines += ["## Every point", "", render.markdown_table(headers, rows), ""]
 
     lines += ["## Pareto frontier per model", "",
@@ -324,18 +341,21 @@ def render_markdown(ok: pd.DataFrame, metric: str = "fid") -> str:
               "all its samplers (— where this sampler never gets there).", "",
               render.markdown_table(headers, rows), ""]
 
-    equal = at_equal_cost(ok, metric)
-    if not equal.empty:
+    for cost in ("seconds_b1", "seconds_sweep"):
+        equal = at_equal_cost(ok, metric, cost)
+        if equal.empty:
+            continue
         models = [m for m in ordered_models(points["model"]) if m in equal.columns]
-        headers = ["s/sample budget (batch 1)", *models, "ahead", "leader - runner-up"]
+        headers = [f"budget: {COSTS[cost]}", *models, "ahead", "leader - runner-up"]
         rows = []
         for _, r in equal.iterrows():
             cells = [("—" if pd.isna(r.get(m)) else
                       f"{_ci(r[m], r[f'{m} low'], r[f'{m} high'])} ({r[f'{m} at']})") for m in models]
             rows.append([_num(r["budget"]), *cells, r["leader"], r["difference"]])
-        lines += ["## The best score within a time budget", "",
-                  "Each model's best point costing at most the budget (batch 1 seconds per sample); "
-                  "budgets from where every model has a point to the dearest point, log-spaced.", "",
+        lines += [f"## The best score within a time budget: {COSTS[cost]}", "",
+                  "Each model's best point costing at most the budget; budgets log-spaced from the "
+                  "cheapest point of the model whose cheapest point is dearest (below it some model "
+                  "has no point) to the dearest point.", "",
                   render.markdown_table(headers, rows), ""]
     lines += ["## In words (from the numbers above)", "", *few_step_sentences(table), ""]
     return "\n".join(lines)
