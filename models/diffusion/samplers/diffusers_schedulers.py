@@ -20,8 +20,9 @@ and the same noise draws give the same samples to float32 rounding (within 2e-4:
 the schedule in float32; tests/test_samplers_diffusers.py). Noise comes from the chain's CPU
 generator, passed to `step` where the scheduler takes one. Heun calls the model twice per step
 except the last (2S - 1 calls). Only the DDPM and DDIM schedulers clip x0 to [-1, 1]
-(`clip_denoised`); the others have no such option and do not clip. A scheduler keeps state between steps, so none is capture-safe: each run builds
-a fresh scheduler (as a pipeline's `set_timesteps` does), and the sampler object stays reusable.
+(`clip_denoised`); the others have no such option and do not clip. A scheduler keeps state
+between steps, so none is capture-safe: each run builds a fresh scheduler (as a pipeline's
+`set_timesteps` does), and the sampler object stays reusable.
 """
 
 from __future__ import annotations
