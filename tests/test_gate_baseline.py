@@ -140,3 +140,77 @@ def test_bad_options_exit_2_before_measuring(tmp_path, capsys, argv, message):
     path = write(tmp_path, rows())
     assert main(["check", "--baseline", str(path), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def _counted(model: str, value: int, family: str, cpu: str) -> list[dict]:
+    """A model's instruction count and its top function, counted on `family`."""
+    common = {"model": model, "metric": "instructions", "unit": "instructions", "status": "ok",
+              "device": "cpu", "batch_size": 1, "resolution": 32, "channels": 3, "threads": 1,
+              "cpu": cpu, "cpu_family": family}
+    return [{**common, "stat": "value", "value": value},
+            {**common, "stat": "function f [libtorch.so]", "value": value // 2}]
+
+
+def _two_families(tmp_path: Path) -> Path:
+    table = [r for r in rows() if r["metric"] == "params"]
+    for family, cpu, extra in (("AuthenticAMD 26/2", "AMD EPYC", 0),
+                               ("GenuineIntel 6/167", "Intel Xeon", 1_000)):
+        table += _counted("unet", 63_000_000 + extra, family, cpu)
+        table += _counted("cunet", 70_000_000 + extra, family, cpu)
+    return write(tmp_path, table)
+
+
+def test_a_baseline_gates_with_the_instruction_counts_of_this_cpu_family(tmp_path):
+    path = _two_families(tmp_path)
+    amd = load_baseline(path, family="AuthenticAMD 26/2")
+    intel = load_baseline(path, family="GenuineIntel 6/167")
+    assert amd.values[("cunet", "instructions")] == 70_000_000
+    assert intel.values[("cunet", "instructions")] == 70_001_000
+    assert intel.functions["unet"] == {"f [libtorch.so]": 31_500_500}
+    assert (amd.instruction_machine.family, intel.instruction_machine.cpu) == (
+        "AuthenticAMD 26/2", "Intel Xeon")
+    assert amd.instruction_families == ("AuthenticAMD 26/2", "GenuineIntel 6/167")
+    assert amd.values[("unet", "params")] == intel.values[("unet", "params")] == 35_710_339
+    # a third family: neither set is comparable, and the verdict names both
+    other = load_baseline(path, family="HygonGenuine 24/0")
+    assert other.instruction_machine.family == "AuthenticAMD 26/2 / GenuineIntel 6/167"
+    assert ("unet", "instructions") in other.values
+    # two counts of one model from one family are damage, in whichever family's set they are
+    table = pd.read_csv(path).to_dict("records")
+    duplicated = write(tmp_path, [*table, *_counted("unet", 1_000_000, "AuthenticAMD 26/2", "x")])
+    for family in ("AuthenticAMD 26/2", "GenuineIntel 6/167"):
+        with pytest.raises(UsageError, match="two rows for unet instructions counted on Authentic"):
+            load_baseline(duplicated, family=family)
+    # with several sets, a count that names no family cannot be placed
+    nameless = write(tmp_path, [*table, *[{**r, "cpu_family": None}
+                                          for r in _counted("cunet-film", 9_000_000, "", "x")]])
+    with pytest.raises(UsageError, match="of cunet-film names none"):
+        load_baseline(nameless)
+
+
+def test_update_replaces_this_familys_counts_and_keeps_the_others(tmp_path, monkeypatch, capsys):
+    """`--update` counts this machine's family again (stubbed here: no valgrind run) and keeps the
+    sets of other families as they were."""
+    from bench.context import cpu_family
+    from bench.gate import run as gate_run
+
+    here = cpu_family()
+    path = write(tmp_path, [
+        {**r, "resolution": 64} for r in rows() if r["metric"] == "params" and r["model"] == "cunet"]
+        + _counted("cunet", 70_000_000, "Elsewhere 1/1", "Some CPU")
+        + _counted("cunet", 80_000_000, here, "this CPU"))
+    monkeypatch.setattr(gate_run.callgrind, "unavailable", lambda: None)
+    monkeypatch.setattr(gate_run, "measure_instruction_rows", lambda spec, env, stamp: [
+        {**_counted("cunet", 75_000_000, here, "this CPU")[0], "timestamp": stamp}])
+    assert main(["check", "--update", "--baseline", str(path), "--models", "cunet",
+                 "--skip-latency"]) == 0
+    out = capsys.readouterr().out
+    assert "instruction counts of other CPU families kept" in out
+    # the changes printed are this family's: 80 M -> 75 M, not the other family's 70 M
+    change = next(line for line in out.splitlines() if "instructions" in line and "| cunet" in line)
+    assert "80" in change and "75" in change and "70" not in change, change
+    frame = pd.read_csv(path)
+    counted = frame[frame["metric"] == "instructions"]
+    totals = counted[counted["stat"] == "value"].set_index("cpu_family")["value"]
+    assert totals.to_dict() == {here: 75_000_000, "Elsewhere 1/1": 70_000_000}
+    assert len(counted[counted["cpu_family"] == "Elsewhere 1/1"]) == 2  # its function row too

@@ -3,7 +3,8 @@
 Measures, in the baseline's context, every deterministic count the baseline holds (params, thop
 and fvcore MACs, FlopCounterMode FLOPs, NFE, checkpoint MiB) and compares them exactly; counts the
 instructions of one forward of each model's small configuration under valgrind and compares them
-within --instructions-tolerance (on the CPU family that wrote them); then times every model in one
+within --instructions-tolerance (with the baseline's set from this CPU family: it holds one per
+family, and `--update` replaces only this family's); then times every model in one
 interleaved run and compares each model's latency ratio to the reference within --tolerance (on
 the CPU that wrote them; elsewhere 'not comparable'). Exit 0: everything holds; 1: something moved
 (table of what); 2: bad input. `--update` rewrites the baseline on purpose and prints what changed;
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=RELATIVE_METRICS[INSTRUCTIONS], metavar="PCT",
                         help="allowed change of an instruction count in percent (default "
                              f"{RELATIVE_METRICS[INSTRUCTIONS]:g}); valgrind's AVX2 path, compared "
-                             "only on the CPU family that wrote the baseline")
+                             "only with the baseline's counts from this CPU family")
     parser.add_argument("--skip-instructions", action="store_true",
                         help="do not count instructions (with --update: keep the old rows)")
     parser.add_argument("--against", default=None, metavar="REV",

@@ -4,6 +4,12 @@ batch, threads), the instruction counts in the gate's small context (`INSTRUCTIO
 model at its family's small configuration) with their largest functions (stat "function <name>"),
 and the CPU (model and family) that measured the latency and the instructions.
 
+Instruction counts are comparable only within one CPU family (MKL and oneDNN may pick other
+kernels on another vendor or generation), so a baseline may hold one set of them per CPU family:
+`bench check --update` on a machine replaces its own family's counts and keeps the others', and
+`load_baseline(path, family)` gates with the set counted on `family` (CI runners alternate between
+an Intel Xeon and an AMD EPYC; each then compares with counts stored from its own family).
+
 Reading validates everything up front, so a hand-edited or truncated file is one `UsageError`
 (exit 2) that names the problem, never a traceback or a silently passing gate.
 """
@@ -82,6 +88,8 @@ class Baseline:
     latency_machine: Machine = Machine()
     instruction_machine: Machine = Machine()
     instruction_context: Context = INSTRUCTION_CONTEXT
+    instruction_families: tuple[str, ...] = ()
+    """Every CPU family the file holds instruction counts from (the gated set is one of them)."""
 
     @property
     def models(self) -> list[str]:
@@ -162,8 +170,68 @@ def _reference(frame: pd.DataFrame, path: Path) -> str | None:
     return reference
 
 
-def load_baseline(path: Path) -> Baseline:
-    """Read and validate a baseline CSV (see the module docstring); UsageError on any problem."""
+def _instruction_families(frame: pd.DataFrame) -> list[str]:
+    """The CPU families the file's instruction counts were counted on, in file order."""
+    if "cpu_family" not in frame.columns:
+        return []
+    counted = frame[frame["metric"] == INSTRUCTIONS]
+    return list(dict.fromkeys(str(f) for f in counted["cpu_family"].dropna()))
+
+
+def _instruction_set(frame: pd.DataFrame, family: str | None) -> tuple[pd.Series, pd.Series]:
+    """(rows of the instruction set to gate with, rows naming the CPU it is judged by): the set of
+    `family` where the file holds one, else its only set. With several sets and none from
+    `family`, the first set's rows stand for the models' counts and the CPU rows are all of them,
+    so that the verdict 'not comparable' names every family the file holds."""
+    counted = frame["metric"] == INSTRUCTIONS
+    families = _instruction_families(frame)
+    if len(families) <= 1:
+        return counted, counted
+    mine = counted & (frame["cpu_family"].astype(str) == gated_family(families, family))
+    return mine, (mine if family in families else counted)
+
+
+def gated_family(families: Iterable[str], family: str | None) -> str | None:
+    """Of the CPU families a baseline holds instruction counts from, the one whose set is gated
+    on a machine of `family`: its own where there is one, else the first (not comparable then)."""
+    families = list(families)
+    if family in families:
+        return family
+    return families[0] if families else None
+
+
+def _check_instruction_sets(frame: pd.DataFrame, path: Path) -> None:
+    """Each CPU family's set holds one count per model, and in a file with several sets every
+    count names its family (else it could not be told which machine may compare with it)."""
+    counted = frame[(frame["metric"] == INSTRUCTIONS)
+                    & (frame["stat"].fillna("value").astype(str) == "value")]
+    if counted.empty or "cpu_family" not in frame.columns:
+        return
+    if len(_instruction_families(frame)) > 1 and counted["cpu_family"].isna().any():
+        model = counted.loc[counted["cpu_family"].isna(), "model"].iloc[0]
+        raise _fail(path, f"holds instruction counts of several CPU families, and the one of "
+                          f"{model} names none (its cpu_family is empty)")
+    doubled = counted[counted.duplicated(["model", "cpu_family"], keep=False)]
+    if not doubled.empty:
+        first = doubled.iloc[0]
+        raise _fail(path, f"has two rows for {first['model']} instructions counted on "
+                          f"{first['cpu_family']}")
+
+
+def _machines(frame: pd.DataFrame, path: Path) -> Machine:
+    """The Machine of rows that may come from several CPU families (none of them comparable)."""
+    families = list(dict.fromkeys(str(f) for f in frame["cpu_family"].dropna()))
+    if len(families) <= 1:
+        return _machine(frame, path)
+    cpus = list(dict.fromkeys(str(c) for c in frame["cpu"].dropna())) if "cpu" in frame else []
+    return Machine(cpu=" / ".join(cpus) or None, family=" / ".join(families),
+                   threads=_single(frame, "threads", path, int))
+
+
+def load_baseline(path: Path, family: str | None = None) -> Baseline:
+    """Read and validate a baseline CSV (see the module docstring); UsageError on any problem.
+    `family` (this machine's `bench.context.cpu_family()`) chooses the instruction counts to gate
+    with where the file holds counts from several CPU families."""
     path = Path(path)
     frame = _read_frame(path)
     if "status" in frame.columns:
@@ -191,11 +259,15 @@ def load_baseline(path: Path) -> Baseline:
         index, reason = next(iter(problems.items()))
         raise _fail(path, f"line {csv_line(frame, index)}: {reason} (the file is damaged or cut short)")
     check_plausible(frame, path)  # a fractional count or a negative size is damage, not a number
+    _check_instruction_sets(frame, path)
     values: dict[Key, float] = {}
     functions: dict[str, dict[str, int]] = {}
-    stats = frame["stat"].fillna("value").astype(str)
-    for model, metric, stat, value in zip(frame["model"], frame["metric"], stats, values_column,
-                                          strict=True):
+    counted, judged_by = _instruction_set(frame, family)
+    other_families = (frame["metric"] == INSTRUCTIONS) & ~counted
+    gated = frame[~other_families]
+    stats = gated["stat"].fillna("value").astype(str)
+    for model, metric, stat, value in zip(gated["model"], gated["metric"], stats,
+                                          values_column[~other_families], strict=True):
         if metric == INSTRUCTIONS and stat.startswith(FUNCTION_STAT):
             functions.setdefault(str(model), {})[stat[len(FUNCTION_STAT):]] = int(value)
             continue
@@ -204,15 +276,16 @@ def load_baseline(path: Path) -> Baseline:
             raise _fail(path, f"has two rows for {key[0]} {key[1]}")
         values[key] = float(value)
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    counted = frame["metric"] == INSTRUCTIONS
+    every_count = frame["metric"] == INSTRUCTIONS
     latency = frame["metric"].isin([LATENCY_RATIO, LATENCY_MS])
-    main = frame[~counted] if (~counted).any() else frame
+    main = frame[~every_count] if (~every_count).any() else frame
     return Baseline(
         path, values, _context(main, path), _reference(frame, path), rows, functions,
         latency_machine=_machine(frame[latency], path) if latency.any() else Machine(),
-        instruction_machine=_machine(frame[counted], path) if counted.any() else Machine(),
-        instruction_context=(_context(frame[counted], path, INSTRUCTION_CONTEXT) if counted.any()
-                             else INSTRUCTION_CONTEXT))
+        instruction_machine=_machines(frame[judged_by], path) if counted.any() else Machine(),
+        instruction_context=(_context(frame[every_count], path, INSTRUCTION_CONTEXT)
+                             if every_count.any() else INSTRUCTION_CONTEXT),
+        instruction_families=tuple(_instruction_families(frame)))
 
 
 _INTEGER_COLUMNS = {name for name, kind in Row.__annotations__.items() if "int" in str(kind)

@@ -32,6 +32,7 @@ from bench.gate.baseline import (
     Baseline,
     Context,
     Machine,
+    gated_family,
     load_baseline,
     write_baseline,
 )
@@ -170,7 +171,8 @@ def instructions_incomparable(baseline: Machine, here: Machine) -> str | None:
         return "not comparable (the baseline does not record its CPU family; rewrite it with --update)"
     if baseline.family != here.family:
         return (f"not comparable (counted on {baseline.describe()}; this CPU is {here.cpu} "
-                f"[{here.family}]; compare against a revision instead: bench check --against HEAD~1)")
+                f"[{here.family}]; compare against a revision instead: bench check --against HEAD~1, "
+                "or add this family's counts: bench check --update --skip-latency)")
     return None
 
 
@@ -282,7 +284,9 @@ def run_check(options: GateOptions) -> CheckResult:
     tolerance = validate_tolerance(options.tolerance_pct)
     instructions_tolerance = validate_tolerance(options.instructions_tolerance_pct,
                                                 "--instructions-tolerance")
-    baseline = load_baseline(options.baseline)
+    env = run_context()
+    here = this_machine(env)
+    baseline = load_baseline(options.baseline, family=here.family)
     names = baseline.models
     if options.models:
         chosen = _known_models(options.models)
@@ -293,8 +297,6 @@ def run_check(options: GateOptions) -> CheckResult:
         names = chosen
     reference = _reference(options, baseline, update=False)
     gated = {k: v for k, v in baseline.values.items() if k[0] in names and k[1] in cmp.GATED_METRICS}
-    env = run_context()
-    here = this_machine(env)
     notes: list[str] = []
     withheld: dict[cmp.Key, tuple[str, str]] = {}
     if options.skip_latency:
@@ -394,7 +396,9 @@ def _confirm_latency(findings: list[cmp.Finding], spec: MatrixSpec, reference: s
 def run_update(options: GateOptions) -> UpdateResult:
     """Measure every gated metric of the chosen models and rewrite the baseline atomically."""
     path = Path(options.baseline)
-    old = load_baseline(path) if path.exists() else None
+    env = run_context()
+    here = this_machine(env)
+    old = load_baseline(path, family=here.family) if path.exists() else None
     if options.models:
         names = _known_models(options.models)
     else:
@@ -412,7 +416,8 @@ def run_update(options: GateOptions) -> UpdateResult:
     instruction_context = old.instruction_context if old else INSTRUCTION_CONTEXT
     measured = _measure(spec, cells, latency_models, reference, options.plan, context,
                         instruction_models=instruction_models,
-                        instruction_context=instruction_context, overrides=options.overrides)
+                        instruction_context=instruction_context, overrides=options.overrides,
+                        env=env)
     failed = [r for r in measured.rows if r["status"] != "ok"]
     if failed:
         first = failed[0]
@@ -432,14 +437,29 @@ def run_update(options: GateOptions) -> UpdateResult:
         if kept:
             notes.append(f"instruction rows kept from the earlier baseline (not re-measured): "
                          f"{len(kept)}")
+    elif old:  # this CPU family's counts were measured now; other families' sets stay
+        kept = [r for r in old.rows if r["metric"] == cmp.INSTRUCTIONS and r["model"] in names
+                and r.get("cpu_family") not in (None, here.family)]
+        rows = rows + kept
+        if kept:
+            families = ", ".join(sorted({str(r["cpu_family"]) for r in kept}))
+            notes.append(f"instruction counts of other CPU families kept (not re-measured here): "
+                         f"{families}; after an intended change, update them on such a machine "
+                         "too, or its check fails")
     if options.overrides:
         flags = " ".join(f"--override {m}:{k}={v}" for m, kv in options.overrides.items()
                          for k, v in kv.items())
         notes.append(f"written with overrides; only a check with the same flags ({flags}) matches it")
     order = models.in_model_order([r["model"] for r in rows])
     rows.sort(key=lambda r: order.index(r["model"]))  # stable: each model's metrics keep their order
+    # the changes, as the next check on this machine will see them: of several CPU families'
+    # instruction counts, the set gated here
+    shown = gated_family(dict.fromkeys(str(r["cpu_family"]) for r in rows
+                                       if r["metric"] == cmp.INSTRUCTIONS and r.get("cpu_family")),
+                         here.family)
     new_values = {(r["model"], r["metric"]): float(r["value"]) for r in rows
-                  if not str(r.get("stat") or "").startswith(FUNCTION_STAT)}
+                  if not str(r.get("stat") or "").startswith(FUNCTION_STAT)
+                  and (r["metric"] != cmp.INSTRUCTIONS or r.get("cpu_family") in (None, shown))}
     changes = cmp.baseline_changes(old.values if old else {}, new_values)
     written = write_baseline(path, rows)
     return UpdateResult(changes, path, written, measured, names, notes)
