@@ -78,15 +78,27 @@ def test_native_and_diffusers_ddim_agree_to_float32_rounding(prediction: str, et
         assert (native - theirs).abs().max() < FLOAT32_SCHEDULE, float((native - theirs).abs().max())
 
 
-def test_with_clipping_the_two_ddims_differ_only_where_x0_is_clipped() -> None:
-    """The documented difference: with x0 clipped to [-1, 1], native DDIM recomputes eps from the
-    clipped x0 (improved-diffusion's convention, consistent with x_t); diffusers' DDIMScheduler
-    keeps the model's eps. Where no x0 is clipped, they are the same."""
+def test_with_clipping_the_two_ddims_agree_where_x0_is_clipped() -> None:
+    """With x0 clipped to [-1, 1], native DDIM recomputes eps from the clipped x0 (consistent with
+    x_t); diffusers' DDIMScheduler does too when asked (`use_clipped_model_output`, which the
+    adapter sets from `clip_denoised`), and only then do the two agree."""
+    import diffusers
+
     diffusion = GaussianDiffusion(schedule="sigmoid", prediction="eps")
     small = Counting()
-    clipped = sample(small, diffusion, SHAPE, steps=10, sampler="ddim", seed=1)
+    native = sample(small, diffusion, SHAPE, steps=10, sampler="ddim", seed=1)
     theirs = sample(small, diffusion, SHAPE, steps=10, sampler="diffusers-ddim", seed=1)
-    assert (clipped - theirs).abs().max() > 1e-3  # x0 of an eps model is large at high noise
+    assert (native - theirs).abs().max() < FLOAT32_SCHEDULE, float((native - theirs).abs().max())
+    # the clipping matters here: without the recomputed eps diffusers' DDIM moves elsewhere
+    real_step = diffusers.DDIMScheduler.step
+
+    def keeps_the_model_eps(self, *args, **kwargs):
+        return real_step(self, *args, **{**kwargs, "use_clipped_model_output": False})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(diffusers.DDIMScheduler, "step", keeps_the_model_eps)
+        unclipped_eps = sample(small, diffusion, SHAPE, steps=10, sampler="diffusers-ddim", seed=1)
+    assert (native - unclipped_eps).abs().max() > 1e-3  # x0 of an eps model is large at high noise
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])

@@ -20,7 +20,9 @@ and the same noise draws give the same samples to float32 rounding (within 2e-4:
 the schedule in float32; tests/test_samplers_diffusers.py). Noise comes from the chain's CPU
 generator, passed to `step` where the scheduler takes one. Heun calls the model twice per step
 except the last (2S - 1 calls). Only the DDPM and DDIM schedulers clip x0 to [-1, 1]
-(`clip_denoised`); the others have no such option and do not clip. A scheduler keeps state
+(`clip_denoised`; DDIM then also recomputes eps from the clipped x0, `use_clipped_model_output`,
+as the native DDIM does, so the two agree with clipping too); the others have no such option and
+do not clip. A scheduler keeps state
 between steps, so none is capture-safe: each run builds a fresh scheduler (as a pipeline's
 `set_timesteps` does), and the sampler object stays reusable.
 """
@@ -50,6 +52,9 @@ class DiffusersSampler(Sampler):
     scheduler_config: ClassVar[Mapping[str, Any]] = {}
     clips: ClassVar[bool] = False
     """Whether the scheduler has `clip_sample` (then set from `clip_denoised`)."""
+    clipped_eps_option: ClassVar[str | None] = None
+    """The `step` argument that makes the scheduler recompute eps from the clipped x0, as the
+    native samplers do (set from `clip_denoised`)."""
     step_options: ClassVar[tuple[str, ...]] = ()
     calls_per_step: ClassVar[int] = 1
     capture_safe = False
@@ -88,6 +93,8 @@ class DiffusersSampler(Sampler):
 
         scheduler = self.scheduler(schedule, prediction, clip, device=x.device)
         extra = {key: self.settings[key] for key in self.step_options}
+        if self.clipped_eps_option:
+            extra[self.clipped_eps_option] = clip
         if "generator" in inspect.signature(scheduler.step).parameters:
             extra["generator"] = generator
         x = x * scheduler.init_noise_sigma
@@ -152,5 +159,6 @@ class DiffusersDDIM(DiffusersSampler):
     scheduler_class = "DDIMScheduler"
     scheduler_config = {"set_alpha_to_one": True, "steps_offset": 0}
     clips = True
+    clipped_eps_option = "use_clipped_model_output"
     options = {"eta": non_negative_number(0.0)}
     step_options = ("eta",)
