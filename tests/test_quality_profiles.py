@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UsageError
-from bench.quality.profiles import get_profile, run_quality_profile
+from bench.quality.profiles import get_profile, only_train_seeds, run_quality_profile
 from bench.report.quality import write_quality_reports
 from bench.results.store import read_measurements
 
@@ -89,6 +89,12 @@ def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
     ("[quality]\nmodels = 'unet'\n[sweep]\nsteps = [2]\n", "non-empty list of model names"),
     ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [2]\n[overrides]\ncunet = { width = 4 }\n",
      "not among [quality] models"),
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [5, 5]\n", "list of distinct integers"),
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = []\n", "[sweep] steps must be a non-empty list"),
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [5]\nsamplers = ['ddpm', 'unipc']\n"
+     "sampler_steps = { unipc = [5, 0] }\n", "[sweep] sampler_steps.unipc must be"),
+    ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [5]\nsamplers = ['ddpm', 'unipc']\n"
+     "sampler_steps = { unipc = [10, 10] }\n", "distinct integers"),
 ])
 def test_bad_quality_profile_files_are_one_line(tmp_path, capsys, text, message):
     from bench.cli import main
@@ -116,9 +122,17 @@ def test_paper_quality_without_data_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
+    """Run in two parts (`--train-seeds 1`, then the rest), as a long profile may be: the second
+    training alone is neither timed nor the untrained reference's maker; the whole run then holds
+    what one run would."""
+    profile = get_profile("smoke")
+    part = run_quality_profile(only_train_seeds(profile, "1"), tmp_path / "results")
+    first_part = read_measurements(part)
+    assert set(first_part.loc[first_part["metric"] == "fid", "train_seed"].dropna()) == {1}
+    assert not (first_part["metric"] == "time_per_sample_s").any()
+    assert not (first_part["checkpoint"] == "untrained").any()
     results = run_quality_profile("smoke", tmp_path / "results")
     frame = read_measurements(results)
-    profile = get_profile("smoke")
     assert set(frame["status"]) == {"ok"}
 
     fid = frame[frame["metric"] == "fid"]
@@ -223,3 +237,15 @@ def test_an_unknown_sampler_is_refused_before_anything_runs() -> None:
 
     with pytest.raises(UsageError, match="unknown sampler.*euler-maruyama"):
         SweepSettings(steps=(5,), samplers=("ddpm", "euler-maruyama"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x", "give distinct training seeds"), ("3", "from 0, 1"), ("1,1", "distinct"), ("", "distinct"),
+])
+def test_train_seeds_of_a_run_in_parts_are_checked(text, message):
+    with pytest.raises(UsageError, match=message):
+        only_train_seeds(get_profile("smoke"), text)
+    part = only_train_seeds(get_profile("mnist"), "2,1")
+    assert part.trainings() == (0, 1, 2) and part.trainings_now() == (1, 2)  # keys keep every seed
+    with pytest.raises(UsageError, match="has no \\[quality\\] train_seeds"):
+        only_train_seeds(get_profile("digits"), "0")

@@ -78,9 +78,18 @@ class QualityProfile:
     """Independent trainings of every model (same data and budget, seed = training seed); the
     scores' confidence intervals run across them. None: one training with [train] seed."""
 
+    part: tuple[int, ...] | None = None
+    """The training seeds this run trains and sweeps (`--train-seeds`, a run in parts); None: all.
+    The profile's first training stays the one that is timed and that makes the untrained
+    references, in whichever part it runs, so that a run in parts measures what one run would."""
+
     def trainings(self) -> tuple[int | None, ...]:
         """The training seeds as the keys and rows name them (None: the one unnamed training)."""
         return self.train_seeds if self.train_seeds else (None,)
+
+    def trainings_now(self) -> tuple[int | None, ...]:
+        """The trainings this run makes: `part`, else all of them."""
+        return self.part if self.part is not None else self.trainings()
 
 
 QUALITY_KEYS = {"datasets", "resolution", "channels", "models", "threads", "device", "hflip_datasets",
@@ -133,6 +142,9 @@ def parse_quality(raw: dict[str, Any], name: str, where: str = "") -> QualityPro
 def only_train_seeds(profile: QualityProfile, text: str) -> QualityProfile:
     """`profile` limited to some of its training seeds ("0" or "1,2", from `--train-seeds`); the
     rows and checkpoints keep their names, so a later run with the others resumes the rest."""
+    if not profile.train_seeds:
+        raise UsageError(f"--train-seeds {text!r}: profile {profile.name!r} has no [quality] "
+                         "train_seeds (it trains each model once); leave the flag out")
     have = profile.trainings()
     try:
         wanted = tuple(int(part) for part in str(text).split(","))
@@ -141,7 +153,7 @@ def only_train_seeds(profile: QualityProfile, text: str) -> QualityProfile:
     if not wanted or len(set(wanted)) != len(wanted) or not set(wanted) <= set(have):
         raise UsageError(f"--train-seeds {text!r}: give distinct training seeds of profile "
                          f"{profile.name!r}, comma-separated, from {', '.join(map(str, have))}")
-    return replace(profile, train_seeds=tuple(s for s in have if s in wanted))
+    return replace(profile, part=tuple(s for s in have if s in wanted))
 
 
 def _train_seeds(value: Any, where: str) -> tuple[int, ...] | None:
@@ -464,7 +476,7 @@ def _run_dataset(profile: QualityProfile, dataset: str, real: Any, sweep: SweepS
     base = _base_row(profile, dataset, shape, dist, context)
     trainings = profile.trainings()
     # every model's first training before any model's second: a run cut short still compares them
-    units = [(train_seed, plan) for train_seed in trainings for plan in profile.models]
+    units = [(train_seed, plan) for train_seed in profile.trainings_now() for plan in profile.models]
     shard = _Shard.start(dist, out_dir, store)
     entries: list[SweepEntry] = []
     for train_seed, plan in shard.mine(units):

@@ -91,11 +91,13 @@ class SweepSettings:
         if stray:
             raise UsageError(f"[sweep] sampler_steps names {', '.join(stray)}, not among samplers "
                              f"({', '.join(self.samplers)})")
-        for sampler, counts in self.sampler_steps.items():
+        for where, counts in [("steps", self.steps),
+                              *((f"sampler_steps.{s}", c) for s, c in self.sampler_steps.items())]:
             if (not isinstance(counts, list | tuple) or not counts
-                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts)):
-                raise UsageError(f"[sweep] sampler_steps.{sampler} must be a non-empty list of "
-                                 f"integers >= 1, got {counts!r}")
+                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts)
+                    or len(set(counts)) != len(counts)):
+                raise UsageError(f"[sweep] {where} must be a non-empty list of distinct integers "
+                                 f">= 1, got {counts!r}")
         object.__setattr__(self, "sampler_steps",
                            {s: tuple(c) for s, c in self.sampler_steps.items()})
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 4:
@@ -403,7 +405,9 @@ def sweep_entry(entry: SweepEntry, settings: SweepSettings, ctx: SweepContext,
                              "unit": "s", "stat": "wall_per_sample", "batch_size": settings.chunk,
                              "method": f"sweep batch of {settings.chunk} x "
                                        f"{ctx.dist.world_size} rank(s)",
-                             "status": "ok", "error": None, **load_columns(load.result)})
+                             "status": "ok", "error": None,
+                             # under torchrun the other ranks' work would read as other load
+                             **load_columns(load.result if ctx.dist.world_size == 1 else None)})
                 if seed == entry.seeds[0]:
                     save_grid_images(grid_file(ctx.samples_dir, ctx.dataset, entry.model_name,
                                                entry.kind, sampler, steps, seed, train_seed),
