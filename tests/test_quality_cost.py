@@ -121,7 +121,36 @@ def test_the_report_files_show_every_cost(tmp_path):
                     "## Time to reach within 5 % of the best score",
                     "## The best score within a time budget: seconds per sample (batch 1)",
                     "## The best score within a time budget: seconds per sample (sweep batch)",
-                    "## In words"):
+                    "## The answer, from the numbers above"):
         assert heading in text
     assert "95 % Student-t interval across 3 trainings" in text
     assert (tmp_path / "quality_vs_cost.png").stat().st_size > 10_000
+
+
+def test_the_answer_paragraph_says_who_gets_there_sooner_and_who_is_ahead_at_equal_time(tmp_path):
+    write_quality_cost_reports(_rows(), tmp_path)
+    answer = (tmp_path / "quality_cost.md").read_text().split("## The answer")[1]
+    assert ("**Fewer steps?** with ddpm cunet gets within 5 % of its own best in 50 steps (unet "
+            "100); with dpmsolver++ cunet gets within 5 % of its own best in 5 steps (unet 10).") in answer
+    assert "each model's best over every sampler is unet 4 [" in answer  # a best sooner, not better
+    # six budgets, but only four distinct pairs of points compared (unet dpmsolver++ 5, 10, 20
+    # and ddpm 100 tie-broken to the cheaper dpmsolver++ 20; cunet dpmsolver++ 10, ddpm 100)
+    assert ("**At equal seconds per sample (batch 1):** unet is ahead at every budget from 0.05 "
+            "to 1 s; the lead is resolved (its 95 % Welch interval excludes 0) in 4 of 4 distinct "
+            "comparisons. Below 0.05 s only cunet (best 13, dpmsolver++ 10) has points.") in answer
+    assert "**At equal seconds per sample (sweep batch):**" in answer
+
+
+def test_a_change_of_leader_with_the_budget_is_said_as_ranges():
+    from bench.report.quality_cost import equal_time_answer
+
+    equal = pd.DataFrame({"dataset": "d", "budget": [0.1, 0.2, 0.4],
+                          "leader": ["cunet", "cunet", "unet"], "resolved": [None, None, None]})
+    points = pd.DataFrame({"dataset": "d", "model": ["cunet"], "mean": [5.0], "sampler": ["ddpm"],
+                           "steps": [5], "seconds_b1": [0.1]})
+    assert equal_time_answer(points, equal, "seconds_b1") == [
+        "**At equal seconds per sample (batch 1):** cunet is ahead from 0.1 to 0.2 s; unet is ahead "
+        "from 0.4 to 0.4 s; one replicate: no interval, so no lead is claimed as real."]
+    # replicates, but never two models within one budget: nothing to compare, not "one replicate"
+    assert "no budget has two models to compare" in equal_time_answer(points, equal, "seconds_b1",
+                                                                       "training")[0]

@@ -26,12 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.quality.statistics import difference
+from bench.quality.statistics import NOT_RESOLVED, difference
+from bench.quality.sweep import UNTRAINED
 from bench.report import render
 from bench.report.data import ordered_models
 from bench.report.quality import SAMPLER_STYLE, WITHIN, _kind
 from bench.report.quality_seeds import metric_label, spread, train_seed_column
 from bench.results.schema import SWEEP_WALL_PER_IMAGE
+from models.diffusion.samplers import SAMPLERS, get_sampler
 
 COSTS = {"steps": "sampling steps", "seconds_b1": "seconds per sample (batch 1)",
          "seconds_sweep": "seconds per sample (sweep batch)", "gflops": "GFLOPs per sample"}
@@ -69,7 +71,10 @@ def replicate_scores(ok: pd.DataFrame, metric: str = "fid") -> tuple[pd.DataFram
 def cost_points(ok: pd.DataFrame) -> pd.DataFrame:
     """The costs of every (dataset, model, sampler, steps) point the run measured (NaN where a
     cost was not measured). Columns: dataset, model, sampler, steps, seconds_b1, seconds_sweep,
-    sweep_batch, calls, flops_per_call, gflops."""
+    sweep_batch, calls, flops_per_call, gflops. The untrained references' rows are left out: they
+    share (model, sampler, steps) with trained points, and their times are not those points'."""
+    ok = ok[ok["checkpoint"].astype(str).map(_kind) != UNTRAINED]
+
     def median_of(metric: str, stat: str | None) -> pd.DataFrame:
         rows = ok[(ok["metric"] == metric) & ok["steps"].notna()]
         if stat is not None:
@@ -101,6 +106,10 @@ def cost_points(ok: pd.DataFrame) -> pd.DataFrame:
                                      "seconds_sweep", "sweep_batch", "calls", "flops_per_call",
                                      "gflops", "busy_b1", "busy_sweep"])
     pairs = list(zip(frame["dataset"], frame["model"], strict=True))
+    missing = frame["calls"].isna() & frame["sampler"].isin(SAMPLERS)
+    frame.loc[missing, "calls"] = [float(get_sampler(s).model_calls(int(n))) for s, n in
+                                   zip(frame.loc[missing, "sampler"], frame.loc[missing, "steps"],
+                                       strict=True)]  # a run from before denoiser_calls rows
     frame["sweep_batch"] = [batches.get(p, math.nan) for p in pairs]
     frame["flops_per_call"] = [flops.get(p, math.nan) for p in pairs]
     frame["gflops"] = frame["flops_per_call"] * frame["calls"] / 1e9
@@ -164,6 +173,7 @@ def time_to_quality(ok: pd.DataFrame, metric: str = "fid", cost: str = TIME_COST
             curve = curve.rename(columns={"mean": "value"})
             best = curve.loc[curve["value"].idxmin()]
             own = _cheapest_within(curve, cost, best["value"] * (1 + WITHIN))
+            fewest = _cheapest_within(curve, "steps", best["value"] * (1 + WITHIN))
             overall = _cheapest_within(curve, cost, model_best * (1 + WITHIN))
             spent = []
             replicate_rows = scores[(scores["dataset"] == dataset) & (scores["model"] == model)
@@ -177,7 +187,7 @@ def time_to_quality(ok: pd.DataFrame, metric: str = "fid", cost: str = TIME_COST
                 "dataset": dataset, "feature_extractor": extractor, "model": model,
                 "sampler": sampler, "best": best["value"], "best_low": best["low"],
                 "best_high": best["high"], "best_steps": best["steps"],
-                "within_steps": math.nan if own is None else own["steps"],
+                "within_steps": math.nan if fewest is None else fewest["steps"],
                 "within_cost": math.nan if own is None else own[cost],
                 "within_cost_min": min(spent) if len(spent) >= 2 else math.nan,
                 "within_cost_max": max(spent) if len(spent) >= 2 else math.nan,
@@ -226,7 +236,7 @@ def at_equal_cost(ok: pd.DataFrame, metric: str = "fid", cost: str = TIME_COST) 
                 record[f"{model} low"] = row["low"]
                 record[f"{model} high"] = row["high"]
                 record[f"{model} at"] = f"{row['sampler']} {int(row['steps'])}"
-            verdict = "only model within the budget"
+            verdict, resolved = "only model within the budget", None
             if len(ranked) >= 2:
                 values = []
                 for model, row in ranked[:2]:
@@ -239,9 +249,13 @@ def at_equal_cost(ok: pd.DataFrame, metric: str = "fid", cost: str = TIME_COST) 
                     d = difference(values[0], values[1])
                     verdict = (f"{ranked[0][0]} - {ranked[1][0]} = {d.delta:.3g} "
                                f"[{d.low:.3g}, {d.high:.3g}]: {d.verdict}")
+                    resolved = d.verdict != NOT_RESOLVED
                 else:
                     verdict = "no interval (one replicate)"
             record["difference"] = verdict
+            record["resolved"] = resolved
+            record["compared"] = " vs ".join(f"{m} {r['sampler']} {int(r['steps'])}"
+                                             for m, r in ranked[:2])
             records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -287,6 +301,88 @@ def few_step_sentences(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def few_steps_answer(table: pd.DataFrame) -> list[str]:
+    """Per dataset: does a model reach its own best in fewer steps than another, sampler by
+    sampler, and what is each model's best over every sampler (a best reached sooner is not a
+    better score)? One line per dataset; none where fewer than two models were scored."""
+    lines = []
+    for (dataset, _), mine in table.groupby(["dataset", "feature_extractor"], sort=False):
+        parts = []
+        for sampler, rows in mine.groupby("sampler", sort=False):
+            steps = {row["model"]: row["within_steps"] for _, row in rows.iterrows()
+                     if not math.isnan(row["within_steps"])}
+            if len(steps) < 2:
+                continue
+            fewest = min(steps.values())
+            if len(set(steps.values())) == 1:
+                parts.append(f"with {sampler} every model is within 5 % of its own best at "
+                             f"{_steps(fewest)} steps")
+                continue
+            first = [m for m, n in steps.items() if n == fewest]
+            rest = [f"{m} {_steps(n)}" for m, n in sorted(steps.items(), key=lambda kv: kv[1])
+                    if n != fewest]
+            one = len(first) == 1
+            parts.append(f"with {sampler} {_listing(first)} {'gets' if one else 'get'} within 5 % "
+                         f"of {'its' if one else 'their'} own best in {_steps(fewest)} steps "
+                         f"({_listing(rest)})")
+        if not parts:
+            continue
+        best = mine.loc[mine.groupby("model", sort=False)["best"].idxmin()]
+        bests = [f"{r['model']} {_ci(r['best'], r['best_low'], r['best_high'])} ({r['sampler']} "
+                 f"{_steps(r['best_steps'])})" for _, r in best.sort_values("best").iterrows()]
+        where = f" ({dataset})" if table["dataset"].nunique() > 1 else ""
+        lines.append(f"**Fewer steps?**{where} " + "; ".join(parts) + ". Getting near one's own "
+                     "best sooner is not a better score: each model's best over every sampler is "
+                     + _listing(bests) + ".")
+    return lines
+
+
+def equal_time_answer(points: pd.DataFrame, equal: pd.DataFrame, cost: str,
+                      unit: str = "none") -> list[str]:
+    """Per dataset: which model is ahead at equal cost over the budgets of `at_equal_cost`, in how
+    many distinct comparisons the lead is resolved (budgets that pick the same two points count
+    once), and which models alone have points below the budgets. `unit`: what a replicate is."""
+    lines = []
+    for dataset, mine in equal.groupby("dataset", sort=False) if not equal.empty else ():
+        low, high = float(mine["budget"].min()), float(mine["budget"].max())
+        runs: list[tuple[str, float, float]] = []
+        for _, r in mine.iterrows():
+            if runs and runs[-1][0] == r["leader"]:
+                runs[-1] = (r["leader"], runs[-1][1], r["budget"])
+            else:
+                runs.append((r["leader"], r["budget"], r["budget"]))
+        if len(runs) == 1:
+            ahead = f"{runs[0][0]} is ahead at every budget from {_num(low)} to {_num(high)} s"
+        else:
+            ahead = "; ".join(f"{m} is ahead from {_num(a)} to {_num(b)} s" for m, a, b in runs)
+        judged = mine[mine["resolved"].notna()] if "resolved" in mine else mine.iloc[:0]
+        if judged.empty and unit == "none":
+            verdict = "one replicate: no interval, so no lead is claimed as real"
+        elif judged.empty:
+            verdict = "no budget has two models to compare"
+        else:
+            distinct = judged.drop_duplicates("compared")
+            across = (" across sampling seeds of one training (the spread between trainings is "
+                      "not in it)" if unit == "sampling seed" else "")
+            verdict = (f"the lead is resolved (its 95 % Welch interval{across} excludes 0) in "
+                       f"{int(distinct['resolved'].sum())} of {len(distinct)} distinct comparisons")
+        theirs = points[(points["dataset"] == dataset) & (points[cost] < low * (1 - 1e-9))]
+        below = ""
+        if not theirs.empty:
+            best = theirs.loc[theirs.groupby("model", sort=False)["mean"].idxmin()]
+            alone = [f"{r['model']} (best {_num(r['mean'])}, {r['sampler']} {_steps(r['steps'])})"
+                     for _, r in best.iterrows()]
+            below = (f" Below {_num(low)} s only {_listing(alone)} "
+                     f"{'has' if len(alone) == 1 else 'have'} points.")
+        where = f" ({dataset})" if equal["dataset"].nunique() > 1 else ""
+        lines.append(f"**At equal {COSTS[cost]}:**{where} {ahead}; {verdict}.{below}")
+    return lines
+
+
 def render_markdown(ok: pd.DataFrame, metric: str = "fid") -> str:
     """quality_cost.md: points, frontiers, time to quality, equal-time comparison, in words."""
     points, unit = quality_cost_points(ok, metric)
@@ -306,8 +402,13 @@ def render_markdown(ok: pd.DataFrame, metric: str = "fid") -> str:
     headers = ["model", "sampler", "steps", label, "s/sample (batch 1)", "s/sample (sweep batch)",
                "GFLOPs/sample", "calls"]
     rows = []
-    for _, row in points.sort_values(["model", "sampler", "steps"]).iterrows():
-        rows.append([row["model"], row["sampler"], _steps(row["steps"]),
+    several = points["dataset"].nunique() > 1  # then each model is named with its dataset
+
+    def named(dataset: str, model: str) -> str:
+        return f"{model} ({dataset})" if several else model
+
+    for _, row in points.sort_values(["dataset", "model", "sampler", "steps"]).iterrows():
+        rows.append([named(row["dataset"], row["model"]), row["sampler"], _steps(row["steps"]),
                      _ci(row["mean"], row["low"], row["high"]),
                      _num(row["seconds_b1"]) + (" BUSY" if row.get("busy_b1") is True else ""),
                      _num(row["seconds_sweep"]) + (" BUSY" if row.get("busy_sweep") is True else ""),
@@ -319,18 +420,21 @@ def render_markdown(ok: pd.DataFrame, metric: str = "fid") -> str:
               "the same model beats on both cost and score: the best score each budget buys.", ""]
     for cost in ("seconds_b1", "gflops", "steps"):
         rows = []
-        for model in ordered_models(points["model"]):
-            front = pareto_front(points[points["model"] == model], cost)
-            rows.append([model, ", ".join(f"{r['sampler']} {_steps(r['steps'])}: {_num(r['mean'])} at "
-                                          f"{_num(r[cost])}" for _, r in front.iterrows()) or "—"])
+        for dataset, model in ((d, m) for d in points["dataset"].unique()
+                               for m in ordered_models(points.loc[points["dataset"] == d, "model"])):
+            front = pareto_front(points[(points["model"] == model) & (points["dataset"] == dataset)],
+                                 cost)
+            rows.append([named(dataset, model), ", ".join(
+                f"{r['sampler']} {_steps(r['steps'])}: {_num(r['mean'])} at {_num(r[cost])}"
+                for _, r in front.iterrows()) or "—"])
         lines += [f"**{COSTS[cost]}**", "", render.markdown_table(["model", "frontier (score at cost)"],
                                                                    rows), ""]
 
     table = time_to_quality(ok, metric)
     headers = ["model", "sampler", f"best {label}", "steps at best", "fewest steps within 5 %",
-               "s/sample there (batch 1)", "range across replicates",
+               "least s/sample within 5 % (batch 1)", "range across replicates",
                "s/sample to within 5 % of the model's best"]
-    rows = [[r["model"], r["sampler"], _ci(r["best"], r["best_low"], r["best_high"]),
+    rows = [[named(r["dataset"], r["model"]), r["sampler"], _ci(r["best"], r["best_low"], r["best_high"]),
              _steps(r["best_steps"]), _steps(r["within_steps"]), _num(r["within_cost"]),
              "—" if math.isnan(r["within_cost_min"]) else
              f"{_num(r['within_cost_min'])}–{_num(r['within_cost_max'])}",
@@ -341,60 +445,71 @@ def render_markdown(ok: pd.DataFrame, metric: str = "fid") -> str:
               "all its samplers (— where this sampler never gets there).", "",
               render.markdown_table(headers, rows), ""]
 
+    answers = few_steps_answer(table)
     for cost in ("seconds_b1", "seconds_sweep"):
         equal = at_equal_cost(ok, metric, cost)
         if equal.empty:
             continue
+        answers += equal_time_answer(points, equal, cost, unit)
         models = [m for m in ordered_models(points["model"]) if m in equal.columns]
         headers = [f"budget: {COSTS[cost]}", *models, "ahead", "leader - runner-up"]
         rows = []
         for _, r in equal.iterrows():
             cells = [("—" if pd.isna(r.get(m)) else
                       f"{_ci(r[m], r[f'{m} low'], r[f'{m} high'])} ({r[f'{m} at']})") for m in models]
-            rows.append([_num(r["budget"]), *cells, r["leader"], r["difference"]])
+            budget = _num(r["budget"]) + (f" ({r['dataset']})" if several else "")
+            rows.append([budget, *cells, r["leader"], r["difference"]])
         lines += [f"## The best score within a time budget: {COSTS[cost]}", "",
                   "Each model's best point costing at most the budget; budgets log-spaced from the "
                   "cheapest point of the model whose cheapest point is dearest (below it some model "
                   "has no point) to the dearest point.", "",
                   render.markdown_table(headers, rows), ""]
-    lines += ["## In words (from the numbers above)", "", *few_step_sentences(table), ""]
+    lines += ["## The answer, from the numbers above", "",
+              f"Score: {label}; " + ("one replicate, so no interval and no claim that a "
+                                      "difference is real." if unit == "none" else
+                                      f"± is a {_what_the_interval_is(unit, count)}."), "",
+              *answers, "", "Per sampler:", "", *few_step_sentences(table), ""]
     return "\n".join(lines)
 
 
 def draw_quality_vs_cost(ok: pd.DataFrame, metric: str = "fid"):
-    """Score against each cost: one line per (model, sampler) with its interval band, and each
-    model's Pareto frontier as a thick translucent step line."""
+    """Score against each cost (one column per cost, one row per dataset): one line per (model,
+    sampler) with its interval band, and each model's Pareto frontier as a thick translucent step
+    line."""
     points, unit = quality_cost_points(ok, metric)
     costs = [c for c in COSTS if points[c].notna().any()] if not points.empty else []
-    figure = render.new_figure(5.2 * max(1, len(costs)), 4.6)
+    datasets = list(points["dataset"].unique()) if costs else []
+    figure = render.new_figure(5.2 * max(1, len(costs)), 4.6 * max(1, len(datasets)))
     if not costs:
         ax = figure.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no scored points", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return figure
-    axes = figure.subplots(1, len(costs), squeeze=False)[0]
+    grid = figure.subplots(len(datasets), len(costs), squeeze=False)
     models = ordered_models(points["model"])
     colours = {m: f"C{i}" for i, m in enumerate(models)}
     label = metric_label(metric, str(points["feature_extractor"].iloc[0]))
-    for ax, cost in zip(axes, costs, strict=True):
-        for (model, sampler), curve in points.groupby(["model", "sampler"], sort=False):
-            curve = curve[curve[cost].notna()].sort_values(cost)
-            line, marker = SAMPLER_STYLE.get(sampler, (":", "^"))
-            ax.plot(curve[cost], curve["mean"], color=colours[model], linestyle=line, marker=marker,
-                    markersize=4, label=f"{model} {sampler}")
-            if curve["low"].notna().any():
-                ax.fill_between(curve[cost], curve["low"], curve["high"], color=colours[model],
-                                alpha=0.15, linewidth=0)
-        for model in models:
-            front = pareto_front(points[points["model"] == model], cost)
-            ax.step(front[cost], front["mean"], where="post", color=colours[model], linewidth=4,
-                    alpha=0.25)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(COSTS[cost])
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3, which="both")
-    axes[0].legend(fontsize=7, ncol=1)
+    for axes, dataset in zip(grid, datasets, strict=True):
+        mine = points[points["dataset"] == dataset]
+        for ax, cost in zip(axes, costs, strict=True):
+            for (model, sampler), curve in mine.groupby(["model", "sampler"], sort=False):
+                curve = curve[curve[cost].notna()].sort_values(cost)
+                line, marker = SAMPLER_STYLE.get(sampler, (":", "^"))
+                ax.plot(curve[cost], curve["mean"], color=colours[model], linestyle=line,
+                        marker=marker, markersize=4, label=f"{model} {sampler}")
+                if curve["low"].notna().any():
+                    ax.fill_between(curve[cost], curve["low"], curve["high"],
+                                    color=colours[model], alpha=0.15, linewidth=0)
+            for model in ordered_models(mine["model"]):
+                front = pareto_front(mine[mine["model"] == model], cost)
+                ax.step(front[cost], front["mean"], where="post", color=colours[model],
+                        linewidth=4, alpha=0.25)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(COSTS[cost])
+            ax.set_ylabel(label if len(datasets) == 1 else f"{dataset}: {label}")
+            ax.grid(True, alpha=0.3, which="both")
+    grid[0][0].legend(fontsize=7, ncol=1)
     band = ("bands: " + _what_the_interval_is(unit, int(points["replicates"].max()))
             if unit != "none" else "no bands: one replicate")
     figure.suptitle(f"{label} against cost; thick lines: each model's Pareto frontier; {band}",
