@@ -187,6 +187,11 @@ def test_training_seeds_name_their_keys_and_files():
     assert _trained_cell_of(likelihood_cell_key("mnist5k", "unet", 1), "mnist5k", "unet", 1)
     assert not _trained_cell_of(likelihood_cell_key("mnist5k", "unet", 1), "mnist5k", "unet", 2)
     assert not _trained_cell_of(one, "mnist5k", "cunet", 1)
+    # timing cells name no training: they go with the timed (first) training only, so a later
+    # seed trained afresh (a run in parts) keeps the first training's timing
+    timing = quality_cell_key("mnist5k", "unet", "trained", "ddpm", 5, None, timing=True)
+    assert _trained_cell_of(timing, "mnist5k", "unet", 0, timed=True)
+    assert not _trained_cell_of(timing, "mnist5k", "unet", 1, timed=False)
 
 
 def test_mnist_profile_trains_every_model_three_times_at_the_paper_width_ratio():

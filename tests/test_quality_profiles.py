@@ -122,15 +122,21 @@ def test_paper_quality_without_data_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
-    """Run in two parts (`--train-seeds 1`, then the rest), as a long profile may be: the second
-    training alone is neither timed nor the untrained reference's maker; the whole run then holds
-    what one run would."""
+    """Run in parts (`--train-seeds 0`, then `--train-seeds 1`, then the whole), as a long
+    profile may be: the first training is timed and makes the untrained references; a later part
+    (which trains seed 1 afresh) neither times its own training nor drops the first one's timing;
+    the whole run then finds every cell done and holds what one run would."""
     profile = get_profile("smoke")
-    part = run_quality_profile(only_train_seeds(profile, "1"), tmp_path / "results")
+    part = run_quality_profile(only_train_seeds(profile, "0"), tmp_path / "results")
     first_part = read_measurements(part)
-    assert set(first_part.loc[first_part["metric"] == "fid", "train_seed"].dropna()) == {1}
-    assert not (first_part["metric"] == "time_per_sample_s").any()
-    assert not (first_part["checkpoint"] == "untrained").any()
+    assert set(first_part.loc[first_part["metric"] == "fid", "train_seed"].dropna()) == {0}
+    timed = first_part[first_part["metric"] == "time_per_sample_s"]
+    assert len(timed) > 0 and (first_part["checkpoint"] == "untrained").any()
+    run_quality_profile(only_train_seeds(profile, "1"), tmp_path / "results")
+    second_part = read_measurements(part)
+    assert set(second_part.loc[second_part["metric"] == "fid", "train_seed"].dropna()) == {0, 1}
+    again = second_part[second_part["metric"] == "time_per_sample_s"]
+    assert len(again) == len(timed) and set(again["train_seed"]) == {0}  # kept, not redone
     results = run_quality_profile("smoke", tmp_path / "results")
     frame = read_measurements(results)
     assert set(frame["status"]) == {"ok"}

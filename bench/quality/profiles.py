@@ -297,8 +297,9 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
     if dist.is_main:
         if result.resumed_from != result.step:
             # The weights changed since any earlier sweep of this model: re-measure its cells.
+            timed = train_seed == profile.trainings()[0]  # timing cells are the first training's
             store.drop_cells([c for c in store.done_cells()
-                              if _trained_cell_of(c, dataset, plan.name, train_seed)])
+                              if _trained_cell_of(c, dataset, plan.name, train_seed, timed=timed)])
             store.save()
         log = config.out / "loss.csv"
         if log.is_file():
@@ -319,9 +320,12 @@ def _train_model(profile: QualityProfile, plan: ModelPlan, dataset: str, out_dir
     return result
 
 
-def _trained_cell_of(key: str, dataset: str, model: str, train_seed: int | None = None) -> bool:
+def _trained_cell_of(key: str, dataset: str, model: str, train_seed: int | None = None, *,
+                     timed: bool = True) -> bool:
     """Whether a cell key is a sweep, timing or likelihood cell of this training of this model on
-    this dataset (the key's last part names the training seed when there are several)."""
+    this dataset (the key's last part names the training seed when there are several). Timing
+    cells name no training: they are the timed (first) training's, so `timed` says whether this
+    training is that one (a later seed trained again must not drop the first one's timing)."""
     parts = key_parts(key)
     if len(parts) < 8 or parts[1] != model or parts[7] != dataset:
         return False
@@ -331,7 +335,7 @@ def _trained_cell_of(key: str, dataset: str, model: str, train_seed: int | None 
     if parts[0] not in ("quality", "time_per_sample_s") or len(parts) < 10 or parts[8] != "trained":
         return False
     if parts[0] == "time_per_sample_s":  # timed once per model, on its first training
-        return True
+        return timed
     return (parts[11] if len(parts) > 11 else None) == named
 
 
