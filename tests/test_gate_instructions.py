@@ -95,8 +95,8 @@ def test_doctored_instruction_baseline_fails_naming_model_metric_and_functions(
     valgrind run of its own would add half a minute: `tests/test_gate_ci.py` runs the real one)."""
     from bench.gate import run as gate_run
 
-    monkeypatch.setattr(gate_run, "measure_instruction_rows",
-                        lambda spec, env, stamp: _rows_of(counted, "again"))
+    again = _rows_of(counted, "again")
+    monkeypatch.setattr(gate_run, "measure_instruction_rows", lambda spec, env, stamp: again)
     frame = pd.read_csv(baseline)
     counted = frame["metric"] == "instructions"
     total = counted & (frame["stat"] == "value")
