@@ -157,12 +157,20 @@ def this_machine(env: Mapping[str, Any], threads: int | None = None) -> Machine:
 
 
 def latency_incomparable(baseline: Machine, here: Machine) -> str | None:
-    """Why latency ratios from `baseline`'s CPU cannot be judged on this one (None: they can)."""
+    """Why latency ratios from `baseline`'s CPU cannot be judged on this one (None: they can).
+
+    The CPU is its name and its vendor family/model: cloud VMs name two AMD generations alike
+    ('AMD EPYC', family 25 and 26), and their latency ratios differ by more than the tolerance.
+    A baseline without a recorded family (an older file) is judged by the name alone."""
     if baseline.cpu is None:
         return "not comparable (the baseline does not record its CPU; rewrite it with --update)"
-    if baseline.cpu != here.cpu:
-        return f"not comparable (baseline from {baseline.cpu}; this CPU is {here.cpu})"
+    if baseline.cpu != here.cpu or (baseline.family is not None and baseline.family != here.family):
+        return f"not comparable (baseline from {_cpu(baseline)}; this CPU is {_cpu(here)})"
     return None
+
+
+def _cpu(machine: Machine) -> str:
+    return f"{machine.cpu} [{machine.family}]" if machine.family else str(machine.cpu)
 
 
 def instructions_incomparable(baseline: Machine, here: Machine) -> str | None:
