@@ -32,6 +32,7 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (["--device-name", "H 200"], "--device-name must be lower-case"),
     (["--fast"], "unknown argument '--fast'"),
     (["--parts"], "--parts needs a value"),
+    (["--results-root", "my results"], "--results-root must be a non-empty path without spaces"),
 ])
 def test_bad_arguments_are_refused_in_one_line(tmp_path: Path, args: list[str], named: str) -> None:
     done = _run(tmp_path, *args)

@@ -95,6 +95,13 @@ def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
      "sampler_steps = { unipc = [5, 0] }\n", "[sweep] sampler_steps.unipc must be"),
     ("[quality]\nmodels = ['unet']\n[sweep]\nsteps = [5]\nsamplers = ['ddpm', 'unipc']\n"
      "sampler_steps = { unipc = [10, 10] }\n", "distinct integers"),
+    ("[quality]\nmodels = ['unet']\n[train]\ntimesteps = 50\n[sweep]\nsteps = [5]\n"
+     "samplers = ['ddpm', 'unipc']\nsampler_steps = { unipc = [25, 60] }\n",
+     "[sweep] sampler_steps.unipc has 60, more than the chain's T = 50 steps"),
+    ("[quality]\nmodels = ['unet']\n[train]\ntimesteps = 50\n[sweep]\nsteps = [51]\n",
+     "[sweep] steps has 51, more than the chain's T = 50"),
+    ("[quality]\nmodels = ['unet']\n[train]\ntimesteps = 10\n[sweep]\nsteps = [5]\n"
+     "likelihood_timesteps = 6\n", "likelihood_timesteps = 6 is more than T / 2 = 5"),
 ])
 def test_bad_quality_profile_files_are_one_line(tmp_path, capsys, text, message):
     from bench.cli import main

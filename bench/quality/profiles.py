@@ -83,6 +83,9 @@ class QualityProfile:
     The profile's first training stays the one that is timed and that makes the untrained
     references, in whichever part it runs, so that a run in parts measures what one run would."""
 
+    def __post_init__(self) -> None:
+        self.sweep.check_timesteps(self.train.timesteps)
+
     def trainings(self) -> tuple[int | None, ...]:
         """The training seeds as the keys and rows name them (None: the one unnamed training)."""
         return self.train_seeds if self.train_seeds else (None,)

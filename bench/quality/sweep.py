@@ -131,6 +131,22 @@ class SweepSettings:
             raise UsageError(f"[sweep] n = {self.n} is larger than the real reference set "
                              f"({real_count} images); use n <= {real_count}")
 
+    def check_timesteps(self, timesteps: int) -> None:
+        """UsageError (before any training) when a step count exceeds the chain's T = `timesteps`
+        (the [train] setting the models are trained with): a sampler cannot take more steps than
+        the chain has, and finding out after hours of training wastes them."""
+        wanted = [("steps", self.steps), ("untrained_steps", self.untrained_steps),
+                  *((f"sampler_steps.{s}", c) for s, c in self.sampler_steps.items())]
+        for where, counts in wanted:
+            over = [c for c in counts if c > timesteps]
+            if over:
+                raise UsageError(f"[sweep] {where} has {', '.join(map(str, over))}, more than the "
+                                 f"chain's T = {timesteps} steps ([train] timesteps); use counts "
+                                 f"from 1 to {timesteps}")
+        if self.likelihood_timesteps > timesteps // 2:
+            raise UsageError(f"[sweep] likelihood_timesteps = {self.likelihood_timesteps} is more "
+                             f"than T / 2 = {timesteps // 2} ([train] timesteps = {timesteps})")
+
     def steps_for(self, sampler: str) -> tuple[int, ...]:
         """The step counts at which `sampler` is swept."""
         return tuple(self.sampler_steps.get(sampler, self.steps))

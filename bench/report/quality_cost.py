@@ -504,8 +504,7 @@ def draw_quality_vs_cost(ok: pd.DataFrame, metric: str = "fid"):
                 front = pareto_front(mine[mine["model"] == model], cost)
                 ax.step(front[cost], front["mean"], where="post", color=colours[model],
                         linewidth=4, alpha=0.25)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            render.log_log_axes(ax)
             ax.set_xlabel(COSTS[cost])
             ax.set_ylabel(label if len(datasets) == 1 else f"{dataset}: {label}")
             ax.grid(True, alpha=0.3, which="both")

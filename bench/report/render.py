@@ -11,6 +11,7 @@ import pandas as pd
 from bench.files import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
@@ -103,3 +104,18 @@ def new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def log_log_axes(ax: Axes, decades_with_minor_labels: float = 2.5) -> None:
+    """Both axes logarithmic, minor ticks at 2x and 5x only, labelled while an axis spans fewer
+    than `decades_with_minor_labels` decades (else only the powers of ten): matplotlib's default
+    labels 2, 3, 4 and 6 as well on a short axis, and they overlap on a narrow panel."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        axis.set_minor_formatter(LogFormatterSciNotation(
+            labelOnlyBase=False,
+            minor_thresholds=(decades_with_minor_labels, decades_with_minor_labels)))
