@@ -101,7 +101,9 @@ def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
     ("[quality]\nmodels = ['unet']\n[train]\ntimesteps = 50\n[sweep]\nsteps = [51]\n",
      "[sweep] steps has 51, more than the chain's T = 50"),
     ("[quality]\nmodels = ['unet']\n[train]\ntimesteps = 10\n[sweep]\nsteps = [5]\n"
-     "likelihood_timesteps = 6\n", "likelihood_timesteps = 6 is more than T / 2 = 5"),
+     "likelihood_timesteps = 6\n", "likelihood bands must be an integer from 1 to T / 2 = 5"),
+    ("[quality]\nmodels = ['unet']\n[train]\ntimesteps = 'many'\n[sweep]\nsteps = [5]\n",
+     "[train] timesteps must be an integer >= 2, got 'many'"),
 ])
 def test_bad_quality_profile_files_are_one_line(tmp_path, capsys, text, message):
     from bench.cli import main

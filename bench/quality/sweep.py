@@ -133,8 +133,13 @@ class SweepSettings:
 
     def check_timesteps(self, timesteps: int) -> None:
         """UsageError (before any training) when a step count exceeds the chain's T = `timesteps`
-        (the [train] setting the models are trained with): a sampler cannot take more steps than
-        the chain has, and finding out after hours of training wastes them."""
+        (the [train] setting the models are trained with), or the likelihood bands cannot split
+        it (`bench.quality.likelihood.band_edges`, the one rule): finding out at sampling time,
+        after hours of training, wastes them."""
+        from bench.quality.likelihood import band_edges
+
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 2:
+            raise UsageError(f"[train] timesteps must be an integer >= 2, got {timesteps!r}")
         wanted = [("steps", self.steps), ("untrained_steps", self.untrained_steps),
                   *((f"sampler_steps.{s}", c) for s, c in self.sampler_steps.items())]
         for where, counts in wanted:
@@ -143,9 +148,7 @@ class SweepSettings:
                 raise UsageError(f"[sweep] {where} has {', '.join(map(str, over))}, more than the "
                                  f"chain's T = {timesteps} steps ([train] timesteps); use counts "
                                  f"from 1 to {timesteps}")
-        if self.likelihood_timesteps > timesteps // 2:
-            raise UsageError(f"[sweep] likelihood_timesteps = {self.likelihood_timesteps} is more "
-                             f"than T / 2 = {timesteps // 2} ([train] timesteps = {timesteps})")
+        band_edges(timesteps, self.likelihood_timesteps)
 
     def steps_for(self, sampler: str) -> tuple[int, ...]:
         """The step counts at which `sampler` is swept."""
