@@ -38,10 +38,17 @@ def test_against_with_update_is_refused():
     assert done.returncode == 2 and "--against" in done.stderr and "Traceback" not in done.stderr
 
 
+def _worktrees() -> set[str]:
+    listed = subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=ROOT,
+                            capture_output=True, text=True)
+    return {line for line in listed.stdout.splitlines() if line.startswith("worktree ")}
+
+
 def _against_head(*extra: str) -> str:
     # One pair of short timing processes: one process differs from the next by up to 20 % here
     # (memory layout, caches), so this checks the machinery at a wide latency tolerance; what the
     # default tolerance resolves is measured in results/gate-sensitivity.
+    before = _worktrees()  # a run killed earlier (SIGKILL skips the clean-up) may have left one
     done = bench("--against", "HEAD", "--models", "cunet-noattn-nores", "--override",
                  "cunet-noattn-nores:width=4", "--pairs", "1", "--rounds", "3", "--tolerance", "50",
                  *extra)
@@ -50,8 +57,8 @@ def _against_head(*extra: str) -> str:
     assert "against HEAD" in out and "check passed" in out
     assert "| cunet-noattn-nores | 6/6 equal |" in out
     assert "A/B per pair" in out  # latency ran as alternating processes
-    listed = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True)
-    assert "bench-against-" not in listed.stdout  # the temporary worktree is gone
+    added = _worktrees() - before
+    assert not any("bench-against-" in tree for tree in added), added  # its worktree is gone
     return out
 
 

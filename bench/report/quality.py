@@ -234,7 +234,7 @@ def _notes(section: pd.DataFrame, floor: pd.DataFrame, ok: pd.DataFrame, dataset
                  "5 % above the minimum. Untrained: the same architecture at its seeded "
                  "initialisation (lowest score over the steps tried).")
     notes += _timing_and_features_notes(ok, dataset, extractor, label, "")
-    notes += _paper_notes(dataset)
+    notes += _paper_notes(dataset, ok)
     return notes
 
 
@@ -278,15 +278,62 @@ def _accuracy_note(ok: pd.DataFrame, extractor: str) -> str:
             f"{100 * float(row['value']):.1f} % ({row['method']}).")
 
 
-def _paper_notes(dataset: str) -> list[str]:
+def model_scale(ok: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Per trained model of `dataset`: its parameter count, the paper's (Figure 4) where the model
+    is one of the paper's, their ratio, and the resolution and channels it was scored at.
+    Columns: model, params, paper_params, width_ratio, resolution, channels."""
+    from bench.paper_data import figure4
+
+    paper = dict(zip(figure4()["model"], figure4()["params"], strict=True))
+    scored = ok[ok["metric"].isin(["fid", "train_steps"]) & (ok["dataset"] == dataset)
+                & (ok["checkpoint"].map(_kind) == "trained")]
+    records = []
+    for model in ordered_models(scored["model"]):
+        counted = ok[(ok["metric"] == "params") & (ok["model"] == model)]
+        params = float(counted["value"].iloc[-1]) if not counted.empty else math.nan
+        mine = scored[scored["model"] == model]
+        records.append({"model": model, "params": params,
+                        "paper_params": float(paper.get(model, math.nan)),
+                        "width_ratio": params / paper[model] if model in paper else math.nan,
+                        "resolution": mine["resolution"].max(), "channels": mine["channels"].max()})
+    return pd.DataFrame.from_records(
+        records, columns=["model", "params", "paper_params", "width_ratio", "resolution", "channels"])
+
+
+FULL_WIDTH = 0.995
+"""A model counts as 'the paper's width' when it has at least this share of the paper's parameters
+(the presets match the paper's counts exactly at 3 channels; 1 channel changes only the stem)."""
+
+
+def scale_text(scale: pd.DataFrame) -> str:
+    """'the paper's width (unet 35,710,339 parameters, as the paper's; ...) at 64x64x3' or
+    'reduced width (unet 578,577 parameters, 1.6 % of the paper's; ...) at 32x32x1', from
+    `model_scale`; '' when no model of the paper's was counted."""
+    known = scale[scale["width_ratio"].notna()]
+    if known.empty:
+        return ""
+    full = bool((known["width_ratio"] >= FULL_WIDTH).all())
+    parts = "; ".join(
+        f"{r['model']} {r['params']:,.0f} parameters, "
+        + ("as the paper's" if r["width_ratio"] >= FULL_WIDTH
+           else f"{100 * r['width_ratio']:.2g} % of the paper's {r['paper_params']:,.0f}")
+        for _, r in known.iterrows())
+    sizes = sorted({f"{_steps(r['resolution'])}x{_steps(r['resolution'])}x{_steps(r['channels'])}"
+                    for _, r in known.iterrows()})
+    width = "the paper's width" if full else "reduced width"
+    return f"{width} ({parts}) at {', '.join(sizes)}"
+
+
+def _paper_notes(dataset: str, ok: pd.DataFrame) -> list[str]:
     if dataset not in PAPER_DATASETS:
         return []
     notes = ["Paper: FID (pytorch-fid, 1,000 samples), the steps of its best FID and seconds per "
              "sample measured around each denoiser call on a CPU."]
     if dataset in SUBSETS:
-        notes.append(f"Ours is {SUBSETS[dataset]} at reduced width, not the paper's full "
-                     f"{PAPER_DATASETS[dataset]} at 64x64: compare orderings and step counts with "
-                     "the paper's row, not values.")
+        scale = scale_text(model_scale(ok, dataset))
+        notes.append(f"Ours is {SUBSETS[dataset]}{' at ' + scale if scale else ''}, not the "
+                     f"paper's full {PAPER_DATASETS[dataset]} at 64x64x3: compare orderings and "
+                     "step counts with the paper's row, not values.")
     return notes
 
 

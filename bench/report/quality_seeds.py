@@ -398,7 +398,7 @@ def _seed_notes(section: pd.DataFrame, ok: pd.DataFrame, dataset: str, extractor
     if untrained:
         notes.append(untrained)
     notes += _timing_and_features_notes(ok, dataset, extractor, label, " of the first training")
-    return notes + _paper_notes(dataset)
+    return notes + _paper_notes(dataset, ok)
 
 
 def _seed_sections(table: pd.DataFrame):
