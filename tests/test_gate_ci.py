@@ -10,47 +10,36 @@ default tolerances for counts and instructions.
   parent commit, both counted now (twice the valgrind work), so that CI never goes without a
   timing-free check of the work done.
 - Latency ratios are compared on the CPU that wrote the baseline within CI_LATENCY_TOLERANCE_PCT
-  = 15 %, not the command's 10 %: on that CPU, from one process to the next, the presets' ratios
-  moved by up to 8 % and a small cU-Net's by 11 % (results/gate-sensitivity: the latency gate at
-  10 % raised a false alarm in 1 of 5 quiet runs), and a ratio that moves within one process moves
-  again in its confirming run. On another CPU they are 'not comparable (baseline from <CPU>)', not
-  a false regression; a failure timed on a busy machine is 'inconclusive (busy)'. Executed work is
-  what the instruction counts gate tightly.
+  = 15 % (tests/conftest.py runs the check once per session, for this file and
+  tests/test_gate_instructions.py), not the command's 10 %: on that CPU, from one process to the
+  next, the presets' ratios moved by up to 8 % and a small cU-Net's by 11 %
+  (results/gate-sensitivity: the latency gate at 10 % raised a false alarm in 1 of 5 quiet runs),
+  and a ratio that moves within one process moves again in its confirming run. On another CPU
+  they are 'not comparable (baseline from <CPU>)', not a false regression; a failure timed on a
+  busy machine is 'inconclusive (busy)'. Executed work is what the instruction counts gate
+  tightly.
 """
 
 from __future__ import annotations
 
 import io
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import BASELINE, ROOT, bench_check
 
 from bench.measure import instructions
 
-ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ROOT / "results" / "baseline.csv"
-CI_LATENCY_TOLERANCE_PCT = 15
-
-
-def _bench(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", "check", *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1500)
-
-
-@pytest.fixture(scope="module")
-def committed_check() -> subprocess.CompletedProcess:
-    assert BASELINE.is_file(), f"{BASELINE} is missing: create it with python -m bench check --update"
-    return _bench("--baseline", str(BASELINE), "--tolerance", str(CI_LATENCY_TOLERANCE_PCT))
-
 
 def test_committed_baseline_holds(committed_check):
-    print(committed_check.stdout)  # pytest shows it when the assertion fails: what moved
-    assert committed_check.returncode == 0, (committed_check.stdout[-4000:]
-                                             + committed_check.stderr[-2000:])
-    assert "check passed" in committed_check.stdout
+    done = committed_check.done
+    print(done.stdout)  # pytest shows it when the assertion fails: what moved
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "check passed" in done.stdout
+    saved = pd.read_csv(committed_check.measured)  # --save kept what was measured
+    assert set(saved["model"]) == set(pd.read_csv(BASELINE)["model"])
+    assert (saved["status"] == "ok").all() and saved["cpu"].notna().all()
 
 
 def _git(*args: str) -> str | None:
@@ -76,7 +65,7 @@ def _models_changed_by_head() -> set[str]:
 def test_instruction_counts_hold_against_the_parent_on_another_cpu_family(committed_check):
     if instructions.unavailable():
         pytest.skip(f"no instruction gate here: {instructions.unavailable()}")
-    if "instruction counts not comparable" not in committed_check.stdout:
+    if "instruction counts not comparable" not in committed_check.done.stdout:
         pytest.skip("the committed instruction counts come from this CPU family and were checked "
                     "by test_committed_baseline_holds")
     if _git("rev-parse", "--verify", "--quiet", "HEAD~1^{commit}") is None:
@@ -84,6 +73,6 @@ def test_instruction_counts_hold_against_the_parent_on_another_cpu_family(commit
     names = sorted(set(pd.read_csv(BASELINE)["model"]) - _models_changed_by_head())
     if not names:
         pytest.skip("HEAD rewrote every model's baseline rows: nothing to compare with its parent")
-    done = _bench("--against", "HEAD~1", "--skip-latency", "--models", ",".join(names))
+    done = bench_check("--against", "HEAD~1", "--skip-latency", "--models", ",".join(names))
     print(done.stdout)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -58,3 +58,13 @@ def test_check_update_baseline(tmp_path: Path, blocker: Path, capsys) -> None:
     assert code == 2 and "--baseline" in line
     code, line = _run(["check", "--update", "--skip-latency", "--baseline", str(tmp_path)], capsys)
     assert code == 2 and "is a directory" in line
+
+
+def test_check_save(tmp_path: Path, blocker: Path, capsys) -> None:
+    code, line = _run(["check", "--skip-latency", "--skip-instructions", "--save",
+                       str(blocker / "m.csv")], capsys)
+    assert code == 2 and "--save" in line
+    code, line = _run(["check", "--update", "--skip-latency", "--baseline", str(tmp_path / "b.csv"),
+                       "--save", str(tmp_path / "m.csv")], capsys)
+    assert code == 2 and "drop --save" in line
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "m.csv").exists()

@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="change a preset's configuration for this run only, e.g. "
                              "cunet:num_filters=17 (what-if runs and tests; repeatable)")
+    parser.add_argument("--save", type=Path, default=None, metavar="FILE",
+                        help="also write the rows this check measured (counts, instruction counts "
+                             "with their top functions, latency; the baseline's columns, with "
+                             "their context and status) to FILE, to keep a run's numbers or "
+                             "compare machines; the check itself still compares with --baseline")
     parser.add_argument("--rounds", type=int, default=InterleavePlan.min_rounds, metavar="N",
                         help=f"interleaved latency rounds (default {InterleavePlan.min_rounds}); more "
                              "rounds, steadier ratios")
@@ -176,9 +181,23 @@ def execute(args: argparse.Namespace) -> int:
 
         return report_against(run_against(args.against, options, args.pairs),
                               time.perf_counter() - started)
+    if args.save is not None and (args.update or args.against is not None):
+        raise UsageError("--save keeps a check's measurements; with --update the baseline is "
+                         "the file written, and --against writes none: drop --save")
     if args.update:
         from bench.results.paths import ensure_writable_file
 
         ensure_writable_file(options.baseline, "--baseline")  # before measuring anything
         return report_update(run_update(options), time.perf_counter() - started)
-    return report_check(run_check(options), time.perf_counter() - started)
+    if args.save is not None:
+        from bench.results.paths import ensure_writable_file
+
+        ensure_writable_file(args.save, "--save")
+    result = run_check(options)
+    code = report_check(result, time.perf_counter() - started)
+    if args.save is not None:
+        from bench.gate.baseline import write_baseline
+
+        written = write_baseline(args.save, result.measured.rows)
+        print(f"measured rows: {args.save} ({written} rows)")
+    return code
