@@ -196,15 +196,18 @@ def test_smoke_profile_end_to_end(tmp_path, monkeypatch):
     run_quality_profile("smoke", results)
     assert len(read_measurements(results)) == rows
 
-    # A longer budget continues training, and the sweep of the changed models is redone.
+    # A longer budget for one model continues its training, and only its sweep is redone.
     from dataclasses import replace
 
-    longer = replace(profile, train=replace(profile.train, steps=profile.train.steps + 2))
+    longer = replace(profile, models=tuple(m for m in profile.models if m.name == "unet"),
+                     train=replace(profile.train, steps=profile.train.steps + 2))
     run_quality_profile(longer, results)
     again = read_measurements(results)
     assert len(again) == rows
     trained = again[(again["metric"] == "fid") & again["checkpoint"].str.startswith("checkpoints/")]
-    assert trained["checkpoint"].str.endswith(f"step_{profile.train.steps + 2:07d}.pt").all()
+    longer_steps = trained["checkpoint"].str.endswith(f"step_{profile.train.steps + 2:07d}.pt")
+    assert longer_steps[trained["model"] == "unet"].all()
+    assert not longer_steps[trained["model"] == "cunet-film"].any()  # left as it was
 
 
 @pytest.mark.slow
