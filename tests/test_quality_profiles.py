@@ -38,14 +38,14 @@ def test_quality_profiles_load_the_settings_they_had_as_code(monkeypatch):
 
     monkeypatch.delenv("BENCH_QUALITY_DATASETS", raising=False)
     old = {
-        "smoke": QualityProfile(  # since moved to mnist5k with two trainings per model
+        "smoke": QualityProfile(  # since moved to mnist5k with two trainings per model, 16 steps
             name="smoke",
-            description="tiny unet and cunet-film on mnist5k, 2 trainings of 30 steps, 2x2 sweep",
+            description="tiny unet and cunet-film on mnist5k, 2 trainings of 16 steps, 2x2 sweep",
             datasets=("mnist5k",), resolution=32, channels=1, train_seeds=(0, 1),
             models=(ModelPlan("unet", {"width": 8, "attn_heads": 1, "attn_dim_head": 8}),
                     ModelPlan("cunet-film", {"width": 2, "attn_heads": 1, "attn_dim_head": 8})),
-            train=TrainConfig(model="unet", steps=30, batch_size=16, lr=2e-3, ema_decay=0.9,
-                              prediction="v", schedule="sigmoid", checkpoint_every=15, log_every=5,
+            train=TrainConfig(model="unet", steps=16, batch_size=16, lr=2e-3, ema_decay=0.9,
+                              prediction="v", schedule="sigmoid", checkpoint_every=8, log_every=4,
                               progress=False),
             sweep=SweepSettings(steps=(2, 5), n=24, seeds=(0, 1), chunk=24, time_repeats=1, grid=16,
                                 untrained_steps=(5,), kid_subset_size=12, likelihood_images=64,
