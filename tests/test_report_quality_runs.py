@@ -136,7 +136,7 @@ def test_report_beside_writes_both_runs_and_the_joint_table(tmp_path):
                  str(out)]) == 0
     joint = (out / "table1_runs.md").read_text()
     assert "Runs: `mnist-paper-h200`, `mnist`." in joint and "| mnist-paper-h200 | cunet |" in joint
-    assert "| 8.81 M (the paper's) |" in joint
+    assert "| 8.81 M (the paper's) |" in joint and "pytorch-fid, i.e. Inception" in joint
     own = (out / "table1.md").read_text()  # the run's own Table 1 names its real scale
     assert "the paper's width" in own and "reduced width" not in own
     assert {"table1_runs.csv", "table1_runs_gaps.csv"} <= {p.name for p in out.iterdir()}

@@ -99,12 +99,12 @@ def _run_records(run: QualityRun) -> list[dict[str, object]]:
     curves, scores = seed_curves(ok, "fid"), training_scores(ok, "fid")
     infinity = seed_curves(ok, "fid_inf")
     records = []
+    scales = {dataset: model_scale(ok, dataset) for dataset in curves["dataset"].unique()}
     for key, curve in curves.groupby(SEED_KEYS, sort=False):
         dataset, extractor, model, sampler = key
         where = dict(zip(SEED_KEYS, key, strict=True))
         best, fewest = _best_row(curve), curve.loc[curve["steps"].idxmin()]
-        scale = model_scale(ok, dataset)
-        scale = scale[scale["model"] == model]
+        scale = scales[dataset][scales[dataset]["model"] == model]
         at_best = _match(infinity, **where, steps=best["steps"])
         paper = _paper_row(dataset, model)
         scored = ok[(ok["metric"] == "fid") & (ok["model"] == model) & (ok["dataset"] == dataset)
@@ -349,6 +349,9 @@ def _notes(section: pd.DataFrame, label: str) -> list[str]:
              "95 % Student-t CI across trainings where the run trained the model at least twice "
              "(one training: the value alone). Fewest steps within 5 %: the median over trainings "
              "of each training's fewest steps within 5 % of its own best.",
+             "paper FID / paper steps: the paper's Table 1 (pytorch-fid, i.e. Inception "
+             "features, on 1,000 samples of full MNIST); a score with other features is not "
+             "comparable with it in value, only in ordering and steps.",
              "Each run's own table1.md has its floor, untrained reference, timings and "
              "the classifier's accuracy."]
     differ = _differences(section)
